@@ -1,0 +1,1 @@
+"""TUSZ data: synthetic corpus, EDF ingestion, preprocessing, the window cache, DataModule."""

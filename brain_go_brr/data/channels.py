@@ -1,0 +1,56 @@
+"""The 19 channels of the 10-20 system in the SzCORE / EpilepsyBench order, and name rules.
+
+TUSZ names channels like ``EEG FP1-REF`` (``01_tcp_ar``, ``03_tcp_ar_a``) or ``EEG FP1-LE``
+(``02_tcp_le``); older 10-10 names (T7, T8, P7, P8) alias the 10-20 ones (T3, T4, T5, T6).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+#: The 19 channels every record is mapped onto, in this order (index = row of the cache).
+CHANNELS: tuple[str, ...] = (
+    "Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Cz",
+    "Pz", "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6",
+)  # fmt: skip
+N_CHANNELS = len(CHANNELS)
+
+#: The 171 electrode pairs (i, j), i < j, in row-major order over ``CHANNELS``.
+PAIRS: tuple[tuple[int, int], ...] = tuple(
+    (i, j) for i in range(N_CHANNELS) for j in range(i + 1, N_CHANNELS)
+)
+
+#: Channels that may be missing and are then interpolated (about 249 TUSZ files lack them).
+INTERPOLATABLE: frozenset[str] = frozenset({"Fz", "Pz"})
+
+#: Default aliases (canonical upper-case key -> 10-20 name).
+DEFAULT_ALIASES: Mapping[str, str] = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
+
+_UPPER = {name.upper(): name for name in CHANNELS}
+_PREFIX = re.compile(r"^(EEG)\s*", re.IGNORECASE)
+_SUFFIX = re.compile(r"-(REF|LE|AR|AVG)$", re.IGNORECASE)
+
+
+def canonical_name(raw: str, aliases: Mapping[str, str] = DEFAULT_ALIASES) -> str | None:
+    """The 10-20 name of a raw EDF label, or ``None`` if it is not one of the 19.
+
+    ``"EEG FP1-REF"`` -> ``"Fp1"``, ``"EEG T7-LE"`` -> ``"T3"``, ``"EKG1-REF"`` -> ``None``.
+    Strips the ``EEG`` prefix, the reference suffix, spaces and case, then applies ``aliases``.
+    """
+    name = _SUFFIX.sub("", _PREFIX.sub("", raw.strip())).replace(" ", "").upper()
+    upper_aliases = {k.upper(): v for k, v in aliases.items()}
+    name = upper_aliases.get(name, name)
+    return _UPPER.get(name.upper())
+
+
+def map_channels(
+    raw_names: Iterable[str], aliases: Mapping[str, str] = DEFAULT_ALIASES
+) -> dict[str, str]:
+    """Map canonical name -> first raw label that provides it (later duplicates are ignored)."""
+    found: dict[str, str] = {}
+    for raw in raw_names:
+        canon = canonical_name(raw, aliases)
+        if canon is not None and canon not in found:
+            found[canon] = raw
+    return found
