@@ -1,0 +1,316 @@
+"""Corpus-level scoring: the one implementation behind validation, ``evaluate.py`` and ``score``.
+
+Two entry points:
+
+* :func:`score_events` — reference and hypothesis *events* per record (what ``brain-go-brr
+  score`` reads from csv_bi files).
+* :func:`score_tracks` — reference events and a per-sample *probability track* per record
+  (what validation and evaluation produce). It adds the sample-level AUROC and the
+  sensitivity at fixed false-alarm rates from a threshold sweep, and scores the events of
+  the configured operating point exactly as :func:`score_events` would.
+
+Both return a JSON-ready dict::
+
+    {"n_records": int, "duration_s": float,
+     "ovlp":  {"targets", "hits", "misses", "false_alarms", "sensitivity", "fa_per_24h"},
+     "taes":  {same keys},
+     "szcore": {"sensitivity", "precision", "f1", "fp_per_24h"},          # pooled
+     "szcore_per_subject": {same keys},                                   # mean over subjects
+     # score_tracks only:
+     "auroc": float | None,
+     "sens_at_fa": {"1": {"sensitivity", "tau_on", "tau_off", "fa_per_24h"} | None,
+                    "2.5": ..., "5": ..., "10": ...},
+     "curve": [{"tau_on", "tau_off", "sensitivity", "fa_per_24h"}, ...]}   # OVLP, per tau
+
+Definitions: sensitivities are fractions; FA per 24 h counts seizure false alarms only, over
+the total reference duration (NEDC: the sum of the files' durations). ``sens_at_fa[k]`` is
+the best NEDC OVLP sensitivity among the sweep's thresholds whose OVLP FA/24h is at most
+``k`` (ties: the lower FA rate), with the threshold used and the rate reached; ``None``
+when no threshold of the grid gets that low. The sweep varies ``tau_on`` over ``tau_grid``
+with ``tau_off = max(0, tau_on - tau_gap)`` and keeps every other post-processing setting.
+:func:`flatten` turns a result into ``stage/name`` metrics for loggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from brain_go_brr.annotations import Event
+from brain_go_brr.evaluation import nedc, szcore
+from brain_go_brr.post.postprocess import PostConfig, ProbabilityTracks, Runs
+
+FA_TARGETS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0)
+#: tau_on grid of the sweep: 50 points, denser towards 1 where low FA rates live.
+DEFAULT_TAU_GRID: tuple[float, ...] = tuple(
+    float(t) for t in np.round(1.0 - np.geomspace(0.98, 0.005, 50), 4)
+)
+DEFAULT_TAU_GAP = 0.08  # tau_on - tau_off of the default config (0.86 - 0.78)
+
+
+@dataclass
+class RecordEvents:
+    """One record's reference and hypothesis events (seconds) for :func:`score_events`."""
+
+    record_id: str
+    subject: str
+    duration_s: float
+    ref: list[Event]
+    hyp: list[Event]
+
+
+@dataclass
+class RecordTrack:
+    """One record's reference seizures and probability track for :func:`score_tracks`.
+
+    ``prob`` is ``(n_samples,)`` at ``PostConfig.sfreq`` (256 Hz), e.g. from
+    :func:`brain_go_brr.post.stitch_windows`; ``reference`` are its seizure events.
+    """
+
+    record_id: str
+    subject: str
+    duration_s: float
+    reference: list[Event]
+    prob: np.ndarray = field(repr=False)
+
+
+def fa_key(target: float) -> str:
+    """``1.0 -> "1"``, ``2.5 -> "2.5"``: the key of a FA target in results and metric names."""
+    return f"{target:g}"
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve of per-sample ``scores`` against boolean ``labels``.
+
+    Rank-based (Mann–Whitney U, ties count one half), exact; ``None`` when the labels hold
+    one class only (e.g. a dev subset without seizures).
+    """
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores)
+    pos, neg = np.sort(scores[labels]), np.sort(scores[~labels])
+    if pos.size == 0 or neg.size == 0:
+        return None
+    below = np.searchsorted(neg, pos, side="left").sum(dtype=np.float64)
+    ties = np.searchsorted(neg, pos, side="right").sum(dtype=np.float64) - below
+    return float((below + 0.5 * ties) / (float(pos.size) * float(neg.size)))
+
+
+def _nedc_record(rec: RecordEvents) -> tuple[list[nedc.Span], list[nedc.Span], float]:
+    ref = nedc.nedc_spans(rec.ref, rec.duration_s)
+    hyp = nedc.nedc_spans(rec.hyp, rec.duration_s)
+    return ref, hyp, ref[-1][1]
+
+
+def score_events(records: Sequence[RecordEvents], *, per_record: bool = False) -> dict[str, object]:
+    """NEDC OVLP/TAES and SzCORE figures of the seizure label over ``records``.
+
+    With ``per_record`` the result also has ``"records"``: per record its id and OVLP/TAES
+    counts (seizure label).
+    """
+    ovlp_total, taes_total, duration = nedc.Counts(), nedc.Counts(), 0.0
+    rows, sz_counts = [], []
+    for rec in records:
+        ref, hyp, rec_duration = _nedc_record(rec)
+        ovlp, taes = nedc.score_spans(ref, hyp, "seiz")
+        ovlp_total, taes_total = ovlp_total + ovlp, taes_total + taes
+        duration += rec_duration
+        seiz_ref = [Event(a, b) for a, b, lab in ref if lab == "seiz"]
+        seiz_hyp = [Event(a, b) for a, b, lab in hyp if lab == "seiz"]
+        sz_counts.append(szcore.score_record(seiz_ref, seiz_hyp, rec.duration_s))
+        if per_record:
+            rows.append({"record_id": rec.record_id, "ovlp": vars(ovlp), "taes": vars(taes)})
+    pooled, per_subject = szcore.summarize(sz_counts, [r.subject for r in records])
+    result: dict[str, object] = {
+        "n_records": len(records),
+        "duration_s": duration,
+        "ovlp": ovlp_total.summary(duration),
+        "taes": taes_total.summary(duration),
+        "szcore": pooled,
+        "szcore_per_subject": per_subject,
+    }
+    if per_record:
+        result["records"] = rows
+    return result
+
+
+@dataclass
+class SweepPoint:
+    """NEDC figures of one threshold pair over the corpus."""
+
+    tau_on: float
+    tau_off: float
+    ovlp: nedc.Counts
+    taes: nedc.Counts
+    duration_s: float
+
+    @property
+    def ovlp_fa_per_24h(self) -> float:
+        return nedc.fa_per_24h(self.ovlp.false_alarms, self.duration_s) or 0.0
+
+
+class SweepScorer:
+    """NEDC OVLP and TAES of many thresholds over one corpus, reusing all per-corpus work.
+
+    The tracks are packed once (:class:`ProbabilityTracks`); the reference seizures are
+    put in NEDC form once; each threshold then costs one hysteresis pass over the blocks
+    that can exceed it, run-level post-processing, and per-record scoring of the records
+    that have both reference seizures and detections.
+    """
+
+    def __init__(self, records: Sequence[RecordTrack], post: PostConfig) -> None:
+        self.post = post
+        self.tracks = ProbabilityTracks([r.prob for r in records])
+        self.refs: list[tuple[list[float], list[float]]] = []
+        self.duration_s = 0.0
+        for rec in records:
+            ref = nedc.nedc_spans(_nonempty(rec.reference), rec.duration_s)
+            self.refs.append(nedc.label_times(ref, "seiz"))
+            self.duration_s += ref[-1][1]
+        self.n_targets = np.array([len(s) for s, _ in self.refs])
+
+    def hypotheses(self, tau_on: float, tau_off: float) -> Runs:
+        """Detections as NEDC reads them back: the pieces of a split event touch, so join."""
+        runs = self.tracks.runs(self.post.with_thresholds(tau_on, tau_off))
+        if runs.start.size < 2:
+            return runs
+        touch = (runs.record[1:] == runs.record[:-1]) & (runs.start[1:] == runs.stop[:-1])
+        first = np.flatnonzero(np.concatenate(([True], ~touch)))
+        last = np.concatenate((first[1:] - 1, [runs.start.size - 1]))
+        return Runs(runs.record[first], runs.start[first], runs.stop[last])
+
+    def score(self, tau_on: float, tau_off: float) -> SweepPoint:
+        runs = self.hypotheses(tau_on, tau_off)
+        n_targets = float(self.n_targets.sum())
+        ovlp = nedc.Counts(n_targets, 0.0, n_targets, 0.0)
+        taes = nedc.Counts(n_targets, 0.0, n_targets, 0.0)
+        bounds = np.searchsorted(runs.record, np.arange(len(self.tracks) + 1))
+        starts = runs.start / self.post.sfreq
+        stops = runs.stop / self.post.sfreq
+        for rec in np.flatnonzero(np.diff(bounds)).tolist():
+            lo, hi = int(bounds[rec]), int(bounds[rec + 1])
+            if self.n_targets[rec] == 0:
+                ovlp.false_alarms += hi - lo
+                taes.false_alarms += hi - lo
+                continue
+            ref_start, ref_stop = self.refs[rec]
+            hyp_start, hyp_stop = starts[lo:hi].tolist(), stops[lo:hi].tolist()
+            o = nedc.ovlp_counts(ref_start, ref_stop, hyp_start, hyp_stop)
+            t = nedc.taes_counts(ref_start, ref_stop, hyp_start, hyp_stop)
+            # the record's targets were counted above as misses; replace them by its figures
+            ovlp = ovlp + nedc.Counts(0.0, o.hits, o.misses - o.targets, o.false_alarms)
+            taes = taes + nedc.Counts(0.0, t.hits, t.misses - t.targets, t.false_alarms)
+        return SweepPoint(tau_on, tau_off, ovlp, taes, self.duration_s)
+
+    def sweep(self, tau_grid: Sequence[float], tau_gap: float) -> list[SweepPoint]:
+        # rounding keeps 0.86 - 0.08 at 0.78 instead of 0.7800000000000001
+        return [self.score(t, round(max(0.0, t - tau_gap), 9)) for t in tau_grid]
+
+
+def sens_at_fa(
+    points: Sequence[SweepPoint], fa_targets: Sequence[float] = FA_TARGETS
+) -> dict[str, dict[str, float] | None]:
+    """Best OVLP sensitivity at OVLP FA/24h <= each target (see the module docstring)."""
+    out: dict[str, dict[str, float] | None] = {}
+    for target in fa_targets:
+        ok = [p for p in points if p.ovlp_fa_per_24h <= target and p.ovlp.targets > 0]
+        if not ok:
+            out[fa_key(target)] = None
+            continue
+        best = max(ok, key=lambda p: (p.ovlp.sensitivity or 0.0, -p.ovlp_fa_per_24h))
+        out[fa_key(target)] = {
+            "sensitivity": best.ovlp.sensitivity or 0.0,
+            "tau_on": best.tau_on,
+            "tau_off": best.tau_off,
+            "fa_per_24h": best.ovlp_fa_per_24h,
+        }
+    return out
+
+
+def _nonempty(events: Sequence[Event]) -> list[Event]:
+    """Drop zero-length events (clipping can make them; NEDC cannot score them)."""
+    return [e for e in events if e.stop_s > e.start_s]
+
+
+def _sample_labels(
+    tracks: ProbabilityTracks, records: Sequence[RecordTrack], sfreq: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample seizure labels in the packed layout, and the mask of real samples."""
+    labels = np.zeros(tracks.data.size, dtype=bool)
+    for i, rec in enumerate(records):
+        base, n = int(tracks.offsets[i]), int(tracks.lengths[i])
+        for e in rec.reference:
+            a, b = max(0, round(e.start_s * sfreq)), min(n, round(e.stop_s * sfreq))
+            labels[base + a : base + b] = True
+    return labels, tracks.data >= 0
+
+
+def score_tracks(
+    records: Sequence[RecordTrack],
+    post: PostConfig,
+    fa_targets: Sequence[float] = FA_TARGETS,
+    tau_grid: Sequence[float] = DEFAULT_TAU_GRID,
+    tau_gap: float = DEFAULT_TAU_GAP,
+) -> dict[str, object]:
+    """Every figure of the module docstring for probability tracks of whole records."""
+    if not records:
+        raise ValueError("score_tracks: no records to score")
+    for rec in records:
+        expected = round(rec.duration_s * post.sfreq)
+        if abs(len(rec.prob) - expected) > 1:
+            raise ValueError(
+                f"{rec.record_id}: probability track has {len(rec.prob)} samples but "
+                f"duration_s={rec.duration_s} at {post.sfreq} Hz needs {expected}; stitch the "
+                "windows of the whole record (brain_go_brr.post.stitch_windows)"
+            )
+    scorer = SweepScorer(records, post)
+    events = scorer.tracks.events(post)
+    result = score_events(
+        [
+            RecordEvents(r.record_id, r.subject, r.duration_s, _nonempty(r.reference), ev)
+            for r, ev in zip(records, events, strict=True)
+        ]
+    )
+    labels, real = _sample_labels(scorer.tracks, records, post.sfreq)
+    result["auroc"] = auroc(scorer.tracks.data[real], labels[real])
+    points = scorer.sweep(tau_grid, tau_gap)
+    result["sens_at_fa"] = sens_at_fa(points, fa_targets)
+    result["curve"] = [
+        {
+            "tau_on": p.tau_on,
+            "tau_off": p.tau_off,
+            "sensitivity": p.ovlp.sensitivity,
+            "fa_per_24h": p.ovlp_fa_per_24h,
+        }
+        for p in points
+    ]
+    return result
+
+
+def flatten(result: dict[str, object], stage: str) -> dict[str, float]:
+    """``stage/name`` metrics of a result (``val/auroc``, ``val/sens_at_10fa``, ...).
+
+    Undefined figures are left out, except ``sens_at_<k>fa``, which is 0.0 when no
+    threshold of the grid reaches ``k`` FA/24h (no operating point is credited), so that
+    early stopping and checkpointing always find the key.
+    """
+    out: dict[str, float] = {}
+    if result.get("auroc") is not None:
+        out[f"{stage}/auroc"] = float(result["auroc"])  # type: ignore[arg-type]
+    for scorer_name in ("ovlp", "taes", "szcore", "szcore_per_subject"):
+        figures = result.get(scorer_name) or {}
+        for name, value in figures.items():  # type: ignore[attr-defined]
+            if value is not None and name in {
+                "sensitivity",
+                "precision",
+                "f1",
+                "fa_per_24h",
+                "fp_per_24h",
+            }:
+                out[f"{stage}/{scorer_name}_{name}"] = float(value)
+    for key, point in (result.get("sens_at_fa") or {}).items():  # type: ignore[attr-defined]
+        out[f"{stage}/sens_at_{key}fa"] = float(point["sensitivity"]) if point else 0.0
+        if point:
+            out[f"{stage}/tau_at_{key}fa"] = float(point["tau_on"])
+    return out
