@@ -1,0 +1,697 @@
+"""A synthetic corpus in the exact TUSZ v2.0.3 layout: ``brain-go-brr synth OUT``.
+
+Layout written under ``OUT``::
+
+    edf/{train,dev,eval}/<patient>/<sNNN_YYYY_MM_DD>/<montage>/<patient>_sNNN_tNNN.edf
+                                                              .../<patient>_sNNN_tNNN.csv_bi
+                                                              .../<patient>_sNNN_tNNN.csv
+    synth_manifest.json
+
+- Patients: 8 lowercase letters (``aaaaqxkd``); splits are patient-disjoint, about 60/20/20
+  by patients, and with ``N >= 3`` every split has at least one patient and one seizure.
+  A patient has 1-3 sessions of 1-4 files.
+- Sessions: one sampling rate (250/256/400/512 Hz) and one montage each: ``01_tcp_ar``
+  (``EEG FP1-REF``, with A1/A2), ``02_tcp_le`` (``EEG FP1-LE``), ``03_tcp_ar_a`` (no A1/A2).
+  About 10 % of files lack Fz and Pz (mostly ``01_tcp_ar``), some use the 10-10 names
+  T7/T8/P7/P8, and files carry non-EEG channels (``EEG EKG1-REF`` or ``EKG1``,
+  ``PHOTIC-REF``, ``IBI``, ``BURSTS``, ``SUPPR``).
+- Files: 2-60 min in whole seconds, together about ``--hours``; EDF+ in µV, 1 s data records,
+  physical range ±5000 µV on 16-bit digital values (0.15 µV resolution).
+- Labels: ``.csv_bi`` (``TERM`` rows, ``seiz``/``bckg``) and per-channel ``.csv`` (TCP bipolar
+  channels such as ``FP1-F7`` with the seizure type: fnsz, cpsz, tcsz, gnsz, absz); the union
+  of a ``.csv``'s seizure rows equals its ``.csv_bi`` seizures. Some files fill ``bckg`` rows,
+  some list seizures only. About 40 % of files hold 1-3 seizures of 10-120 s, about 8 % of
+  all time is seizure. Signals: see :mod:`brain_go_brr.data.synth_signals`; chewing and
+  movement artifacts are inserted as unlabelled hard negatives.
+- ``synth_manifest.json``: the seed, the settings and, per file, split, patient, path, sfreq,
+  montage, duration_s, channels, missing channels, seizures (with their parameters) and the
+  artifacts inserted. It is written last: its presence marks a complete corpus
+  (``.synth_incomplete.json`` marks a run under way or killed; rerunning it finishes it).
+
+Deterministic: the plan comes from ``SeedSequence(seed, spawn_key=(0,))`` and file ``i``'s
+noise from ``SeedSequence(seed, spawn_key=(1, i))``, so the bytes do not depend on
+``--workers``. Helpers for tests elsewhere: :func:`write_edf` (one EDF from an array) and
+:func:`make_recording` (one synthetic recording in memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from edfio import Edf, EdfSignal, Patient, Recording
+
+from brain_go_brr.annotations import Event, format_csv_bi
+from brain_go_brr.data.channels import CHANNELS
+from brain_go_brr.data.synth_signals import (
+    DIST,
+    ELECTRODES,
+    FOCI,
+    LEFT_TEMPORAL,
+    RIGHT_TEMPORAL,
+    ArtifactSpec,
+    RecordSpec,
+    Rendered,
+    SeizureSpec,
+    focal_spread,
+    render_record,
+)
+from brain_go_brr.io import atomic_open, atomic_write_json, atomic_write_text
+
+SPLITS: tuple[str, ...] = ("train", "dev", "eval")
+MONTAGES: dict[str, float] = {"01_tcp_ar": 0.55, "02_tcp_le": 0.30, "03_tcp_ar_a": 0.15}
+SFREQS: dict[int, float] = {250: 0.45, 256: 0.30, 400: 0.15, 512: 0.10}
+MIN_DURATION_S, MAX_DURATION_S = 120, 3600
+MIN_SEIZURE_S, MAX_SEIZURE_S = 10.0, 120.0
+SEIZURE_FILE_FRACTION = 0.4  # share of files with 1-3 seizures (TUSZ: about a third)
+SEIZURE_TIME_FRACTION = 0.08  # seizure share of all time (TUSZ: about 5 %)
+PHYSICAL_MAX_UV = 5000.0
+MANIFEST = "synth_manifest.json"
+INCOMPLETE = ".synth_incomplete.json"  # present while a run is under way or was killed
+
+#: TUSZ's file order of scalp electrodes (10-20 names, upper case as in the EDF labels).
+_EDF_ORDER = ("FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8",
+              "T3", "T4", "T5", "T6", "A1", "A2", "FZ", "CZ", "PZ", "T1", "T2")  # fmt: skip
+_TO_1010 = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
+
+#: The TCP bipolar channels of the per-channel ``.csv`` (``03_tcp_ar_a`` has no ear pairs).
+TCP_PAIRS: tuple[str, ...] = (
+    "FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8", "F8-T4", "T4-T6", "T6-O2",
+    "A1-T3", "T3-C3", "C3-CZ", "CZ-C4", "C4-T4", "T4-A2",
+    "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4", "P4-O2",
+)  # fmt: skip
+_ELECTRODE_UPPER = {name.upper(): i for i, name in enumerate(ELECTRODES)}
+
+
+def tcp_pairs(montage: str) -> tuple[str, ...]:
+    """The bipolar channels NEDC annotates for ``montage``."""
+    if montage == "03_tcp_ar_a":
+        return tuple(p for p in TCP_PAIRS if "A1" not in p and "A2" not in p)
+    return TCP_PAIRS
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """Where one file goes and what it holds (the manifest's per-file record)."""
+
+    index: int
+    split: str
+    patient: str
+    session: str  # sNNN_YYYY_MM_DD
+    montage: str
+    stem: str  # <patient>_sNNN_tNNN
+    start: str  # ISO date-time of the recording start
+    missing: tuple[str, ...]  # 10-20 channels absent from the file (Fz, Pz)
+    names_1010: bool  # T7/T8/P7/P8 instead of T3/T4/T5/T6
+    fill_background: bool  # annotation files also list bckg rows
+    spec: RecordSpec
+
+    @property
+    def relpath(self) -> Path:
+        """Path of the EDF relative to the corpus root."""
+        return Path("edf", self.split, self.patient, self.session, self.montage, self.stem + ".edf")
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def _choice(rng: np.random.Generator, weights: dict[Any, float]) -> Any:
+    keys = list(weights)
+    p = np.array([weights[k] for k in keys])
+    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+
+
+def _patient_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct TUSZ-style ids: ``aaaa`` + 4 random lowercase letters."""
+    codes = rng.choice(26**4, size=n, replace=False)
+    ids = []
+    for code in codes:
+        letters = [chr(ord("a") + (int(code) // 26**k) % 26) for k in (3, 2, 1, 0)]
+        ids.append("aaaa" + "".join(letters))
+    return ids
+
+
+def _split_patients(rng: np.random.Generator, patients: list[str]) -> dict[str, str]:
+    """Patient -> split, about 60/20/20, every split non-empty when there are >= 3 patients."""
+    n = len(patients)
+    n_dev = max(1, round(0.2 * n)) if n >= 2 else 0
+    n_eval = max(1, round(0.2 * n)) if n >= 3 else 0
+    order = rng.permutation(n)
+    split = {}
+    for rank, i in enumerate(order):
+        split[patients[i]] = "dev" if rank < n_dev else "eval" if rank < n_dev + n_eval else "train"
+    return split
+
+
+def _durations(rng: np.random.Generator, n_files: int, hours: float) -> np.ndarray:
+    """Whole-second durations in [2, 60] min whose sum is as close to ``hours`` as allowed."""
+    raw = np.exp(rng.uniform(np.log(MIN_DURATION_S), np.log(MAX_DURATION_S), size=n_files))
+    target = hours * 3600.0
+    lo, hi = -12.0, 12.0  # bisection on the log of a common scale factor
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        total = np.clip(raw * np.exp(mid), MIN_DURATION_S, MAX_DURATION_S).sum()
+        lo, hi = (mid, hi) if total < target else (lo, mid)
+    scaled = np.clip(raw * np.exp(0.5 * (lo + hi)), MIN_DURATION_S, MAX_DURATION_S)
+    return np.round(scaled).astype(np.int64)
+
+
+def _labels(
+    rng: np.random.Generator, montage: str, missing: tuple[str, ...], names_1010: bool
+) -> tuple[str, ...]:
+    """EDF signal labels of one file, in TUSZ's order, extras last."""
+    suffix = "LE" if montage == "02_tcp_le" else "REF"
+    labels = []
+    for name in _EDF_ORDER:
+        if name in ("A1", "A2") and montage != "01_tcp_ar":
+            continue
+        if name.capitalize() in missing:
+            continue
+        labels.append(f"EEG {_TO_1010.get(name, name) if names_1010 else name}-{suffix}")
+    labels.append("EKG1" if suffix == "LE" or rng.random() < 0.3 else "EEG EKG1-REF")
+    if rng.random() < 0.8:
+        labels.append("PHOTIC-REF")
+    if rng.random() < 0.6:
+        labels += ["IBI", "BURSTS", "SUPPR"]
+    return tuple(labels)
+
+
+def _seizure_durations(rng: np.random.Generator, budget_s: float) -> list[float]:
+    """1-3 seizure durations in [10, 120] s adding up to about ``budget_s``."""
+    k_min = min(3, max(1, math.ceil(budget_s / MAX_SEIZURE_S)))
+    k_max = min(3, max(1, int(budget_s // (2 * MIN_SEIZURE_S))))
+    k = int(rng.integers(k_min, max(k_min, k_max) + 1))
+    parts = rng.dirichlet(np.full(k, 2.0)) * budget_s
+    return [float(np.clip(p, MIN_SEIZURE_S, MAX_SEIZURE_S)) for p in parts]
+
+
+def _place(
+    rng: np.random.Generator,
+    lengths: Sequence[float],
+    duration_s: float,
+    taken: Sequence[tuple[float, float]] = (),
+    gap_s: float = 20.0,
+) -> list[tuple[float, float]]:
+    """Non-overlapping (onset, offset) for each length, ``gap_s`` apart from each other and
+    from ``taken``, and 5 s from the file edges; a length that does not fit is dropped."""
+    placed: list[tuple[float, float]] = []
+    for length in lengths:
+        for _ in range(50):
+            onset = (
+                round(float(rng.uniform(5.0, duration_s - 5.0 - length)), 4)
+                if duration_s - 10.0 > length
+                else -1.0
+            )
+            if onset < 0:
+                break
+            offset = round(onset + length, 4)
+            if all(offset + gap_s <= a or onset >= b + gap_s for a, b in (*taken, *placed)):
+                placed.append((onset, offset))
+                break
+    return sorted(placed)
+
+
+def _seizure(
+    rng: np.random.Generator, onset: float, offset: float, style: dict[str, Any]
+) -> SeizureSpec:
+    duration = offset - onset
+    if style["generalized"]:
+        label = "absz" if duration <= 30 else "gnsz"
+        return SeizureSpec(
+            onset, offset, label, None,
+            f_start_hz=float(rng.uniform(3.0, 4.0)), f_end_hz=float(rng.uniform(2.5, 3.0)),
+            amplitude_uV=float(rng.uniform(120.0, 250.0)), spread_speed=0.0, spread_length=0.0,
+        )  # fmt: skip
+    label = _choice(rng, {"fnsz": 0.6, "cpsz": 0.25, "tcsz": 0.15})
+    length = {"fnsz": (0.35, 0.6), "cpsz": (0.5, 0.8), "tcsz": (1.2, 2.0)}[label]
+    return SeizureSpec(
+        onset, offset, label, style["focus"],
+        f_start_hz=float(rng.uniform(5.0, 9.0)), f_end_hz=float(rng.uniform(2.5, 4.0)),
+        amplitude_uV=float(rng.uniform(80.0, 200.0)),
+        spread_speed=float(rng.uniform(0.15, 0.5)), spread_length=float(rng.uniform(*length)),
+    )  # fmt: skip
+
+
+def _artifacts(
+    rng: np.random.Generator, duration_s: float, taken: Sequence[tuple[float, float]]
+) -> tuple[ArtifactSpec, ...]:
+    """Chewing and movement hard negatives, about one of each per 20 min, away from seizures."""
+    kinds = ["chewing"] * int(rng.poisson(duration_s / 1200)) + ["movement"] * int(
+        rng.poisson(duration_s / 1200)
+    )
+    lengths = [float(rng.uniform(3, 20) if k == "chewing" else rng.uniform(4, 30)) for k in kinds]
+    out = []
+    spans = _place(rng, lengths, duration_s, taken, gap_s=10.0)
+    for (onset, offset), kind in zip(spans, kinds, strict=False):
+        if kind == "chewing":
+            rate, amp, electrodes = (
+                rng.uniform(5, 8),
+                rng.uniform(30, 80),
+                LEFT_TEMPORAL + RIGHT_TEMPORAL,
+            )
+        else:
+            center = int(rng.integers(0, len(CHANNELS)))
+            near = np.argsort(DIST[center])[: int(rng.integers(2, 5))]
+            rate, amp = rng.uniform(1, 3), rng.uniform(60, 180)
+            electrodes = tuple(ELECTRODES[i] for i in sorted(near))
+        out.append(ArtifactSpec(kind, onset, offset, float(rate), float(amp), electrodes))
+    return tuple(out)
+
+
+def plan_corpus(n_patients: int, hours: float, seed: int) -> list[FilePlan]:
+    """Every file of the corpus: layout, channels, durations, seizures, hard negatives.
+
+    Cheap (no signals); :func:`generate_corpus` renders it. Raises ValueError on bad sizes.
+    """
+    if n_patients < 1:
+        raise ValueError(f"--patients must be at least 1, got {n_patients}")
+    if not hours > 0:
+        raise ValueError(f"--hours must be positive, got {hours}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    patients = _patient_ids(rng, n_patients)
+    split_of = _split_patients(rng, patients)
+    # Aim for files of about 10 min on average, so short corpora still have several per patient.
+    lam = float(np.clip(hours * 60.0 / n_patients / 10.0, 1.0, 12.0))
+
+    layout = []  # (patient, session, montage, sfreq, token, start)
+    for patient in patients:
+        n_files = int(np.clip(1 + rng.poisson(lam - 1.0), 1, 12))
+        n_sessions = int(rng.integers(math.ceil(n_files / 4), min(3, n_files) + 1))
+        per_session = np.ones(n_sessions, dtype=int)
+        for _ in range(n_files - n_sessions):
+            open_ = np.flatnonzero(per_session < 4)
+            per_session[open_[int(rng.integers(0, open_.size))]] += 1
+        days = np.sort(rng.choice(np.arange(16 * 365), size=n_sessions, replace=False))
+        number = 0
+        for n_tokens, day in zip(per_session, days, strict=True):
+            number += int(rng.integers(1, 4))
+            date = dt.date(2002, 1, 1) + dt.timedelta(days=int(day))
+            session = f"s{number:03d}_{date:%Y_%m_%d}"
+            montage, sfreq = _choice(rng, MONTAGES), _choice(rng, SFREQS)
+            clock = dt.datetime.combine(
+                date, dt.time(int(rng.integers(7, 18)), int(rng.integers(0, 60)))
+            )
+            for token in range(int(n_tokens)):
+                layout.append((patient, session, montage, sfreq, token, clock))
+                clock += dt.timedelta(minutes=int(rng.integers(20, 90)))
+
+    durations = _durations(rng, len(layout), hours)
+    has_seizure = rng.random(len(layout)) < SEIZURE_FILE_FRACTION
+    if n_patients >= 3:
+        for split in SPLITS:  # every split gets at least one seizure: its longest file
+            rows = [i for i, row in enumerate(layout) if split_of[row[0]] == split]
+            if not has_seizure[rows].any():
+                has_seizure[max(rows, key=lambda i: durations[i])] = True
+    # Share the seizure-time target over the seizure files in proportion to their length.
+    seizure_total = SEIZURE_TIME_FRACTION * durations.sum()
+    ratio = float(np.clip(seizure_total / max(1, durations[has_seizure].sum()), 0.03, 0.35))
+
+    styles: dict[str, dict[str, Any]] = {
+        p: {"generalized": bool(rng.random() < 0.3), "focus": FOCI[int(rng.integers(0, len(FOCI)))],
+            "background_uV": float(rng.uniform(12, 22)), "alpha_hz": float(rng.uniform(8.5, 11.5)),
+            "alpha_uV": float(rng.uniform(10, 25))}
+        for p in patients
+    }  # fmt: skip
+    plans = []
+    for index, (patient, session, montage, sfreq, token, clock) in enumerate(layout):
+        style, duration = styles[patient], int(durations[index])
+        spans = []
+        if has_seizure[index]:
+            lengths = _seizure_durations(rng, max(MIN_SEIZURE_S, ratio * duration))
+            spans = _place(rng, [round(x, 4) for x in lengths], duration)
+        seizures = tuple(_seizure(rng, a, b, style) for a, b in spans)
+        missing_p = 0.15 if montage == "01_tcp_ar" else 0.03
+        missing = ("Fz", "Pz") if rng.random() < missing_p else ()
+        names_1010 = bool(rng.random() < 0.08)
+        line = rng.uniform(15, 40) if rng.random() < 0.1 else rng.uniform(3, 10)
+        spec = RecordSpec(
+            duration_s=duration, sfreq=sfreq, montage=montage,
+            labels=_labels(rng, montage, missing, names_1010),
+            background_uV=style["background_uV"], alpha_hz=style["alpha_hz"],
+            alpha_uV=style["alpha_uV"], blink_rate_hz=float(rng.uniform(0.05, 0.3)),
+            muscle_rate_hz=float(rng.uniform(0.01, 0.06)), pop_rate_hz=float(rng.uniform(0.001, 0.008)),
+            line_uV=float(line), heart_rate_bpm=float(rng.uniform(55, 100)),
+            seizures=seizures, artifacts=_artifacts(rng, duration, spans),
+        )  # fmt: skip
+        stem = f"{patient}_{session[:4]}_t{token:03d}"
+        plans.append(
+            FilePlan(
+                index,
+                split_of[patient],
+                patient,
+                session,
+                montage,
+                stem,
+                clock.isoformat(),
+                missing,
+                names_1010,
+                bool(rng.random() < 0.7),
+                spec,
+            )
+        )
+    return plans
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def write_edf(
+    path: str | os.PathLike[str],
+    data_uV: np.ndarray,
+    ch_names: Sequence[str],
+    sfreq: int,
+    *,
+    patient: str = "X",
+    start: dt.datetime | None = None,
+) -> None:
+    """Write one EDF+ file atomically: ``data_uV`` (n_channels, n_samples) in µV, 1 s records.
+
+    Values are clipped to ±5000 µV (the physical range) and stored as 16-bit integers.
+    ``n_samples`` must be a whole number of seconds at the integer rate ``sfreq``.
+    """
+    path = Path(path)
+    data = np.asarray(data_uV, dtype=np.float64)
+    if data.ndim != 2 or data.shape[0] != len(ch_names):
+        raise ValueError(
+            f"{path}: data_uV must be (n_channels, n_samples) with one row per name; got shape "
+            f"{data.shape} for {len(ch_names)} channel names"
+        )
+    if int(sfreq) != sfreq or sfreq <= 0 or data.shape[1] % int(sfreq):
+        raise ValueError(
+            f"{path}: {data.shape[1]} samples at {sfreq} Hz is not a whole number of 1 s data "
+            "records; use an integer rate and trim or pad the signal to whole seconds"
+        )
+    start = start or dt.datetime(2000, 1, 1)
+    np.clip(data, -PHYSICAL_MAX_UV, PHYSICAL_MAX_UV, out=data)
+    signals = [
+        EdfSignal(
+            row,
+            int(sfreq),
+            label=name,
+            physical_dimension="uV",
+            physical_range=(-PHYSICAL_MAX_UV, PHYSICAL_MAX_UV),
+            digital_range=(-32767, 32767),
+        )
+        for row, name in zip(data, ch_names, strict=True)
+    ]
+    edf = Edf(
+        signals,
+        patient=Patient(code=patient),
+        recording=Recording(startdate=start.date()),
+        starttime=start.time(),
+        data_record_duration=1.0,
+    )
+    with atomic_open(path, "wb") as fh:
+        edf.write(cast(io.BufferedWriter, fh))
+
+
+def format_csv(
+    plan_seizures: Sequence[SeizureSpec],
+    duration_s: float,
+    bname: str,
+    montage: str,
+    *,
+    fill_background: bool = True,
+) -> str:
+    """Text of a per-channel ``.csv`` (csv_v1.0.0): one row per TCP channel and interval.
+
+    A channel's seizure row starts when one of its two electrodes joins the seizure; the focus
+    pairs start at the onset, so the union over channels equals the ``.csv_bi`` seizures.
+    """
+    rows: list[tuple[int, float, float, str]] = []
+    pairs = tcp_pairs(montage)
+    for sz in plan_seizures:
+        if sz.generalized:
+            starts = {k: sz.onset_s for k in range(len(pairs))}
+        else:
+            gain, delay = focal_spread(sz)
+            starts = {}
+            for k, pair in enumerate(pairs):
+                idx = [_ELECTRODE_UPPER[e] for e in pair.split("-")]
+                joined = [delay[i] for i in idx if gain[i] >= 0.3]
+                if joined:
+                    starts[k] = round(sz.onset_s + min(joined), 4)
+        rows += [(k, start, sz.offset_s, sz.label) for k, start in starts.items()]
+    if fill_background:
+        for k in range(len(pairs)):
+            cursor = 0.0
+            for _, a, b, _ in sorted(r for r in rows if r[0] == k):
+                if a > cursor:
+                    rows.append((k, cursor, a, "bckg"))
+                cursor = b
+            if cursor < duration_s:
+                rows.append((k, cursor, float(duration_s), "bckg"))
+    lines = [
+        "# version = csv_v1.0.0",
+        f"# bname = {bname}",
+        f"# duration = {duration_s:.4f} secs",
+        "# montage_file = nedc_eas_default_montage.txt",
+        "#",
+        "channel,start_time,stop_time,label,confidence",
+    ]
+    lines += [f"{pairs[k]},{a:.4f},{b:.4f},{lab},1.0000" for k, a, b, lab in sorted(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _render_and_write(out_dir: str, plan: FilePlan, seed: int) -> dict[str, Any]:
+    """Worker: render file ``plan.index`` with its own RNG, write EDF + labels, return its info."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, plan.index)))
+    rendered = render_record(plan.spec, rng)
+    edf_path = Path(out_dir) / plan.relpath
+    start = dt.datetime.fromisoformat(plan.start)
+    write_edf(
+        edf_path,
+        rendered.data_uV,
+        rendered.labels,
+        rendered.sfreq,
+        patient=plan.patient,
+        start=start,
+    )
+    spec = plan.spec
+    events = [Event(sz.onset_s, sz.offset_s, "seiz") for sz in spec.seizures]
+    bi = format_csv_bi(events, spec.duration_s, plan.stem, fill_background=plan.fill_background)
+    atomic_write_text(edf_path.with_suffix(".csv_bi"), bi)
+    per_channel = format_csv(
+        spec.seizures,
+        spec.duration_s,
+        plan.stem,
+        plan.montage,
+        fill_background=plan.fill_background,
+    )
+    atomic_write_text(edf_path.with_suffix(".csv"), per_channel)
+    return _manifest_entry(plan, rendered)
+
+
+def _manifest_entry(plan: FilePlan, rendered: Rendered) -> dict[str, Any]:
+    spec = plan.spec
+    return {
+        "path": plan.relpath.as_posix(),
+        "split": plan.split,
+        "patient": plan.patient,
+        "session": plan.session,
+        "montage": plan.montage,
+        "sfreq": spec.sfreq,
+        "duration_s": spec.duration_s,
+        "start": plan.start,
+        "channels": list(spec.labels),
+        "missing_channels": list(plan.missing),
+        "names_1010": plan.names_1010,
+        "fill_background": plan.fill_background,
+        "seizures": [asdict(sz) for sz in spec.seizures],
+        "artifacts": {
+            "hard_negatives": [asdict(a) for a in spec.artifacts],
+            **rendered.events,
+            "line_uV": spec.line_uV,
+        },
+        "background": {
+            "background_uV": spec.background_uV,
+            "alpha_hz": spec.alpha_hz,
+            "alpha_uV": spec.alpha_uV,
+            "heart_rate_bpm": spec.heart_rate_bpm,
+        },
+    }
+
+
+def _summary(out_dir: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, dict[str, float]] = {}
+    for split in SPLITS:
+        rows = [e for e in entries if e["split"] == split]
+        seizures = [s for e in rows for s in e["seizures"]]
+        totals[split] = {
+            "patients": len({e["patient"] for e in rows}),
+            "files": len(rows),
+            "files_with_seizures": sum(1 for e in rows if e["seizures"]),
+            "seizures": len(seizures),
+            "hours": sum(e["duration_s"] for e in rows) / 3600.0,
+            "seizure_hours": sum(s["offset_s"] - s["onset_s"] for s in seizures) / 3600.0,
+        }
+    return {"out_dir": str(out_dir), "files": len(entries), "splits": totals}
+
+
+def generate_corpus(
+    out_dir: str | os.PathLike[str],
+    n_patients: int,
+    hours: float,
+    seed: int,
+    workers: int = 1,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Write a synthetic TUSZ-layout corpus to ``out_dir``; returns a summary per split.
+
+    ``workers`` processes render files in parallel; the output does not depend on it.
+    An ``out_dir`` that already holds an ``edf/`` tree is refused unless ``overwrite`` (and
+    then only when it is a synthetic corpus: it has ``synth_manifest.json`` or the
+    ``.synth_incomplete.json`` marker of an interrupted run). An interrupted run with the
+    same settings is simply redone in place: the files are deterministic.
+    """
+    out = Path(out_dir)
+    settings = {"n_patients": n_patients, "hours": hours, "seed": seed}
+    marker = out / INCOMPLETE
+    resuming = marker.exists() and json.loads(marker.read_text()) == settings
+    if (out / "edf").exists() and any((out / "edf").iterdir()) and not resuming:
+        if not overwrite:
+            raise FileExistsError(
+                f"{out / 'edf'} already exists; pass --overwrite (overwrite=True) to replace a "
+                "synthetic corpus, or choose an empty OUT"
+            )
+        if not ((out / MANIFEST).exists() or marker.exists()):
+            raise FileExistsError(
+                f"{out} has an edf/ tree but no {MANIFEST}: it is not a synthetic corpus, "
+                "refusing to delete it; choose another OUT"
+            )
+        (out / MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(out / "edf")
+    atomic_write_json(marker, settings)
+    plans = plan_corpus(n_patients, hours, seed)
+    entries: dict[int, dict[str, Any]] = {}
+    with _progress(progress) as bar:
+        task = bar.add_task("synth", total=sum(p.spec.duration_s for p in plans) / 3600.0)
+        if workers <= 1:
+            for plan in plans:
+                entries[plan.index] = _render_and_write(str(out), plan, seed)
+                bar.advance(task, plan.spec.duration_s / 3600.0)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                # Longest first, so the last file to finish is a short one.
+                ordered = sorted(plans, key=lambda p: -p.spec.duration_s * p.spec.sfreq)
+                futures = {pool.submit(_render_and_write, str(out), p, seed): p for p in ordered}
+                for future in as_completed(futures):
+                    plan = futures[future]
+                    entries[plan.index] = future.result()
+                    bar.advance(task, plan.spec.duration_s / 3600.0)
+    ordered_entries = [entries[i] for i in range(len(plans))]
+    summary = _summary(out, ordered_entries)
+    manifest = {
+        "generator": "brain_go_brr.data.synth",
+        "seed": seed,
+        "settings": {"n_patients": n_patients, "hours": hours},
+        "totals": summary["splits"],
+        "files": ordered_entries,
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    marker.unlink()
+    return summary
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.2f}/{task.total:.2f} h of EEG"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def make_recording(
+    duration_s: int = 120,
+    sfreq: int = 256,
+    seed: int = 0,
+    *,
+    montage: str = "01_tcp_ar",
+    seizures: Sequence[tuple[float, float]] = ((40.0, 70.0),),
+    generalized: bool = False,
+    focus: str = "T3",
+    missing: tuple[str, ...] = (),
+    artifacts: Sequence[ArtifactSpec] = (),
+) -> tuple[Rendered, RecordSpec]:
+    """One synthetic recording in memory, for tests: ``(rendered, spec)``.
+
+    ``seizures`` are (onset_s, offset_s); each is a focal ``fnsz`` at ``focus`` evolving from
+    8 to 3 Hz, or a 3 Hz ``absz``/``gnsz`` spike-and-wave when ``generalized``.
+    """
+    specs = []
+    for onset, offset in seizures:
+        if generalized:
+            label = "absz" if offset - onset <= 30 else "gnsz"
+            specs.append(SeizureSpec(onset, offset, label, None, 3.5, 2.8, 200.0, 0.0, 0.0))
+        else:
+            specs.append(SeizureSpec(onset, offset, "fnsz", focus, 8.0, 3.0, 150.0, 0.3, 0.5))
+    rng = np.random.default_rng(seed)
+    spec = RecordSpec(
+        duration_s=duration_s, sfreq=sfreq, montage=montage,
+        labels=_labels(rng, montage, missing, names_1010=False),
+        background_uV=15.0, alpha_hz=10.0, alpha_uV=20.0, blink_rate_hz=0.15,
+        muscle_rate_hz=0.03, pop_rate_hz=0.003, line_uV=8.0, heart_rate_bpm=70.0,
+        seizures=tuple(specs), artifacts=tuple(artifacts),
+    )  # fmt: skip
+    return render_record(spec, rng), spec
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", type=Path, help="output folder (gets edf/ and synth_manifest.json)")
+    parser.add_argument("--patients", type=int, default=20, help="number of patients (default 20)")
+    parser.add_argument("--hours", type=float, default=8.0, help="total EEG hours (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel processes (default: all cores)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing synthetic corpus in OUT"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        summary = generate_corpus(
+            args.out, args.patients, args.hours, args.seed, args.workers,
+            overwrite=args.overwrite, progress=True,
+        )  # fmt: skip
+    except (ValueError, FileExistsError) as exc:
+        print(f"brain-go-brr synth: {exc}")
+        return 2
+    for split, t in summary["splits"].items():
+        print(
+            f"{split:<5} {t['patients']:>3} patients {t['files']:>4} files {t['hours']:7.2f} h "
+            f"{t['seizures']:>4} seizures {t['seizure_hours']:6.2f} h seizure"
+        )
+    print(f"wrote {summary['files']} files and {MANIFEST} to {args.out}")
+    return 0
