@@ -1,0 +1,259 @@
+"""``TUSZDataModule``: balanced training windows and whole-record evaluation over the cache.
+
+Batches (every loader) are dicts::
+
+    x       (B, 19, 15360) float16   60 s at 256 Hz, cast to float on the device by the model
+    y       (B, 15360)     float32   per-sample seizure label in {0, 1}
+    record  (B,)           int64     record index within the split (``split_records(split)[i]``)
+    start   (B,)           int64     window start in samples at 256 Hz
+
+Training windows (``train`` split, every ``train_stride_s``) follow the balanced recipe of
+:mod:`brain_go_brr.data.sampling`, redrawn every epoch from ``(seed, epoch)``, each DDP rank
+a disjoint equal share. Validation (``dev``) and test (``eval``) windows cover every sample
+of every whole record in order: windows every ``eval_stride_s``, the last one aligned to the
+record's end, a record shorter than a window gives one zero-padded window. Under DDP each
+rank evaluates whole records (see :class:`~brain_go_brr.data.sampling.EvalBatchSampler`).
+
+A batch is assembled at once by :class:`WindowBatchDataset` (a sampler yields the window ids
+of a whole batch), with one copy per window out of the memory-mapped cache.
+
+Hydra configs (``conf/data/*.yaml``) reach this class through :func:`datamodule_from_config`,
+which prepares the cache first (:func:`brain_go_brr.data.prepare.ensure_prepared`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from brain_go_brr.data.cache import SFREQ, RecordInfo, SplitCache
+from brain_go_brr.data.channels import N_CHANNELS
+from brain_go_brr.data.sampling import (
+    BalancedBatchSampler,
+    EvalBatchSampler,
+    WindowTable,
+    eval_windows,
+    train_windows,
+)
+
+
+def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor; in a DataLoader worker, directly in shared memory.
+
+    A worker's batch travels to the main process through shared memory; a tensor allocated
+    there already is sent as is, where an ordinary one is copied into a new segment first.
+    """
+    tensor = torch.empty(shape, dtype=dtype)
+    return tensor.share_memory_() if get_worker_info() is not None else tensor
+
+
+class WindowBatchDataset(Dataset[dict[str, torch.Tensor]]):
+    """Whole batches of windows of one split: ``dataset[ids]`` with ``ids`` (B,) window ids."""
+
+    def __init__(self, cache: SplitCache, table: WindowTable, window_samples: int) -> None:
+        self.cache = cache
+        self.table = table
+        self.window_samples = window_samples
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, ids: np.ndarray) -> dict[str, torch.Tensor]:
+        ids = np.asarray(ids, dtype=np.int64)
+        records, starts = self.table.record[ids], self.table.start[ids]  # (B,), (B,)
+        w = self.window_samples
+        x_t = _batch_tensor((ids.size, N_CHANNELS, w), torch.float16)  # (B, 19, W)
+        y_t = _batch_tensor((ids.size, w), torch.float32)  # (B, W)
+        x, y = x_t.numpy(), y_t.numpy()
+        for b, (r, s) in enumerate(zip(records.tolist(), starts.tolist(), strict=True)):
+            signals, labels = self.cache.signals(r), self.cache.labels(r)
+            stop = min(s + w, signals.shape[1])
+            x[b, :, : stop - s] = signals[:, s:stop]
+            y[b, : stop - s] = labels[s:stop]
+            if stop - s < w:  # a record shorter than one window: zero padding
+                x[b, :, stop - s :] = 0
+                y[b, stop - s :] = 0
+        return {
+            "x": x_t,
+            "y": y_t,
+            "record": torch.from_numpy(records),
+            "start": torch.from_numpy(starts),
+        }
+
+
+class TUSZDataModule(L.LightningDataModule):
+    """Windows of a prepared cache (see the module docstring for batches and sampling).
+
+    Args:
+        cache_dir: folder written by ``brain-go-brr prepare``.
+        batch_size: training windows per batch (per rank).
+        eval_batch_size: windows per validation/test batch (default: ``batch_size``).
+        num_workers: DataLoader worker processes (0: load in the main process).
+        pin_memory: pin batches for faster host-to-GPU copies.
+        seed: seed of the balanced draws (epoch ``e`` uses ``(seed, e)``).
+        window_s: window length in seconds (60 s = 15360 samples).
+        train_stride_s: stride of the training windows in seconds.
+        eval_stride_s: stride of the validation/test windows in seconds.
+        full_per_partial: fully-seizure windows per partly-seizure window in an epoch.
+        background_per_partial: background windows per partly-seizure window in an epoch.
+        train_split, val_split, test_split: split names in the cache.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+        window_s: float = 60.0,
+        train_stride_s: float = 10.0,
+        eval_stride_s: float = 30.0,
+        full_per_partial: float = 0.3,
+        background_per_partial: float = 2.5,
+        train_split: str = "train",
+        val_split: str = "dev",
+        test_split: str = "eval",
+    ) -> None:
+        super().__init__()
+        self.cache_dir = Path(cache_dir)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.seed = seed
+        # Seconds stay seconds up to here; samples from here on.
+        self.window_samples = round(window_s * SFREQ)
+        self.train_stride_samples = round(train_stride_s * SFREQ)
+        self.eval_stride_samples = round(eval_stride_s * SFREQ)
+        if min(self.window_samples, self.train_stride_samples, self.eval_stride_samples) <= 0:
+            raise ValueError(
+                f"window_s={window_s}, train_stride_s={train_stride_s} and "
+                f"eval_stride_s={eval_stride_s} must all be positive"
+            )
+        if self.eval_stride_samples > self.window_samples:
+            raise ValueError(
+                f"eval_stride_s={eval_stride_s} is longer than window_s={window_s}: evaluation "
+                "windows would leave samples uncovered; use a stride <= the window"
+            )
+        self.full_per_partial = full_per_partial
+        self.background_per_partial = background_per_partial
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self._caches: dict[str, SplitCache] = {}
+        self._train: tuple[WindowTable, np.ndarray] | None = None
+
+    # -- records ---------------------------------------------------------------------------
+
+    def cache(self, split: str) -> SplitCache:
+        """The opened cache of ``split`` (a split name such as ``"dev"``)."""
+        if split not in self._caches:
+            self._caches[split] = SplitCache(self.cache_dir, split)
+        return self._caches[split]
+
+    def split_records(self, split: str) -> list[RecordInfo]:
+        """Records of ``split`` in record-index order (the ``record`` of its batches)."""
+        return self.cache(split).records
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            cache = self.cache(self.splits["train"])
+            labels = [cache.labels(i) for i in range(len(cache))]
+            self._train = train_windows(labels, self.window_samples, self.train_stride_samples)
+        if stage in (None, "fit", "validate"):
+            self.cache(self.splits["val"])
+        if stage in (None, "test"):
+            self.cache(self.splits["test"])
+
+    # -- loaders ---------------------------------------------------------------------------
+
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is not None:
+            return self.trainer.global_rank, self.trainer.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _loader(self, dataset: WindowBatchDataset, sampler: Any) -> DataLoader[Any]:
+        return DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=None,  # the sampler yields whole batches
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_table(self) -> WindowTable:
+        """All training windows (record, start); the sampler's ids index this table."""
+        if self._train is None:
+            self.setup("fit")
+        assert self._train is not None
+        return self._train[0]
+
+    def train_sampler(self) -> BalancedBatchSampler:
+        """This rank's balanced sampler over the training windows."""
+        if self._train is None:
+            self.setup("fit")
+        assert self._train is not None
+        rank, world = self._rank_world()
+        return BalancedBatchSampler(
+            self._train[1],
+            self.batch_size,
+            full_per_partial=self.full_per_partial,
+            background_per_partial=self.background_per_partial,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        dataset = WindowBatchDataset(
+            self.cache(self.splits["train"]), self.train_table(), self.window_samples
+        )
+        sampler = self.train_sampler()
+        return self._loader(dataset, sampler)
+
+    def eval_dataloader(self, split: str) -> DataLoader[Any]:
+        """Every window of every record of ``split`` in order (this rank's records)."""
+        cache = self.cache(split)
+        table = eval_windows(cache.n_samples, self.window_samples, self.eval_stride_samples)
+        rank, world = self._rank_world()
+        sampler = EvalBatchSampler(table, self.eval_batch_size, rank=rank, world_size=world)
+        return self._loader(WindowBatchDataset(cache, table, self.window_samples), sampler)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self.eval_dataloader(self.splits["val"])
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return self.eval_dataloader(self.splits["test"])
+
+
+def datamodule_from_config(data_cfg: Mapping[str, Any]) -> TUSZDataModule:
+    """Prepare the cache a ``conf/data/*.yaml`` config describes, then build the DataModule."""
+    from brain_go_brr.data.prepare import ensure_prepared, plain_config
+
+    cfg = plain_config(data_cfg)
+    cache_dir = ensure_prepared(cfg)
+    return TUSZDataModule(
+        cache_dir,
+        batch_size=int(cfg["batch_size"]),
+        eval_batch_size=cfg.get("eval_batch_size"),
+        num_workers=int(cfg["num_workers"]),
+        pin_memory=bool(cfg["pin_memory"]),
+        seed=int(cfg["seed"]),
+        window_s=float(cfg["window_s"]),
+        train_stride_s=float(cfg["train_stride_s"]),
+        eval_stride_s=float(cfg["eval_stride_s"]),
+        full_per_partial=float(cfg["sampling"]["full_per_partial"]),
+        background_per_partial=float(cfg["sampling"]["background_per_partial"]),
+        train_split=str(cfg["splits"]["train"]),
+        val_split=str(cfg["splits"]["val"]),
+        test_split=str(cfg["splits"]["test"]),
+    )

@@ -1,0 +1,230 @@
+"""Window tables, balanced sampling, DDP shards, batch contents and whole-record evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import make_split, tiny_cache
+
+from brain_go_brr.data.cache import SFREQ
+from brain_go_brr.data.datamodule import TUSZDataModule
+from brain_go_brr.data.sampling import (
+    BACKGROUND,
+    FULL,
+    PARTIAL,
+    BalancedBatchSampler,
+    EvalBatchSampler,
+    balanced_draw,
+    eval_windows,
+    train_windows,
+    window_starts,
+)
+
+W = 60 * SFREQ
+STRIDE = 10 * SFREQ
+
+
+def test_window_starts_cover_the_record_with_the_last_aligned_to_the_end() -> None:
+    assert window_starts(W, W, STRIDE).tolist() == [0]
+    assert window_starts(W - 5, W, STRIDE).tolist() == [0]  # short: one padded window
+    starts = window_starts(W + 3 * STRIDE + 7, W, STRIDE)
+    assert starts.tolist() == [0, STRIDE, 2 * STRIDE, 3 * STRIDE, 3 * STRIDE + 7]
+    table = eval_windows([W + 7, 10], W, W)
+    assert table.record.tolist() == [0, 0, 1]
+    assert table.start.tolist() == [0, 7, 0]
+
+
+def test_train_window_kinds_follow_the_labels() -> None:
+    labels = np.zeros(W + 4 * STRIDE, dtype=np.uint8)
+    labels[STRIDE : STRIDE + W + STRIDE] = 1  # seizure covers windows 1..2 fully
+    table, kinds = train_windows([labels, np.zeros(100, np.uint8)], W, STRIDE)
+    assert table.start.tolist() == [0, STRIDE, 2 * STRIDE, 3 * STRIDE, 4 * STRIDE, 0]
+    assert table.record.tolist() == [0, 0, 0, 0, 0, 1]
+    assert kinds.tolist() == [PARTIAL, FULL, FULL, PARTIAL, PARTIAL, BACKGROUND]
+
+
+def _kinds(n_partial: int, n_full: int, n_background: int) -> np.ndarray:
+    kinds = np.array([PARTIAL] * n_partial + [FULL] * n_full + [BACKGROUND] * n_background)
+    return np.random.default_rng(0).permutation(kinds).astype(np.int8)
+
+
+def test_balanced_draw_matches_the_ratios_without_replacement() -> None:
+    kinds = _kinds(40, 50, 500)
+    ids = balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(1))
+    counts = np.bincount(kinds[ids], minlength=3)
+    assert counts[PARTIAL] == 40  # every partly-seizure window
+    assert counts[FULL] == 12  # 0.3 x 40
+    assert counts[BACKGROUND] == 100  # 2.5 x 40
+    assert np.unique(ids).size == ids.size
+
+
+def test_balanced_draw_reuses_a_short_pool_whole() -> None:
+    kinds = _kinds(40, 5, 500)  # 12 fully-seizure windows wanted, 5 exist
+    ids = balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(1))
+    full = ids[kinds[ids] == FULL]
+    assert full.size == 12
+    assert set(np.bincount(full)[np.flatnonzero(kinds == FULL)]) <= {2, 3}
+
+
+def test_balanced_draw_without_seizures_explains() -> None:
+    with pytest.raises(ValueError, match="none of the 7 training windows contains a seizure"):
+        balanced_draw(np.zeros(7, np.int8), 0.3, 2.5, np.random.default_rng(0))
+
+
+def test_sampler_redraws_each_epoch_and_is_deterministic() -> None:
+    kinds = _kinds(30, 40, 400)
+    a = BalancedBatchSampler(kinds, 8, seed=7)
+    b = BalancedBatchSampler(kinds, 8, seed=7)
+    e0, e1 = a.epoch_ids(0), a.epoch_ids(1)
+    assert e0.size == e1.size == 30 + 9 + 75
+    assert not np.array_equal(np.sort(e0), np.sort(e1))  # a new background draw
+    np.testing.assert_array_equal(e0, b.epoch_ids(0))
+    assert not np.array_equal(e0, BalancedBatchSampler(kinds, 8, seed=8).epoch_ids(0))
+    a.set_epoch(1)
+    batches = list(a)
+    assert len(batches) == len(a) == 15  # ceil(114 / 8)
+    np.testing.assert_array_equal(np.concatenate(batches), e1)
+
+
+def test_ddp_shards_are_disjoint_and_equal() -> None:
+    kinds = _kinds(31, 40, 400)  # 31 + 9 + 78 = 118 windows: not a multiple of 4
+    for world in (2, 4):
+        shards = [
+            BalancedBatchSampler(kinds, 8, seed=3, rank=r, world_size=world) for r in range(world)
+        ]
+        ids = [s.epoch_ids(5) for s in shards]
+        assert len({i.size for i in ids}) == 1
+        assert ids[0].size == 118 // world
+        union = np.concatenate(ids)
+        assert np.unique(union).size == union.size  # disjoint
+        full_draw = BalancedBatchSampler(kinds, 8, seed=3).epoch_ids(5)
+        assert set(union.tolist()) <= set(full_draw.tolist())
+        assert len({len(s) for s in shards}) == 1  # same number of batches on every rank
+
+
+def test_eval_shards_keep_records_whole() -> None:
+    table = eval_windows([5 * W, W, 3 * W, 2 * W, 4 * W], W, W // 2)
+    parts = [EvalBatchSampler(table, 4, rank=r, world_size=2) for r in range(2)]
+    ids = [np.concatenate(list(p)) for p in parts]
+    np.testing.assert_array_equal(np.concatenate(ids), np.arange(len(table)))
+    assert not set(table.record[ids[0]]) & set(table.record[ids[1]])
+    assert abs(ids[0].size - ids[1].size) <= 9  # the largest record has 9 windows
+
+
+@pytest.fixture
+def small_cache(tmp_path: Path) -> tuple[Path, dict]:
+    train = make_split(
+        tmp_path, "train", [(3 * W, [(W, W + 2000)]), (2 * W + 123, []), (W // 2, [(0, 100)])]
+    )
+    dev = make_split(tmp_path, "dev", [(2 * W + 777, [(500, 4000)]), (W - 1000, [])], seed=10)
+    return tmp_path, {"train": list(train.values()), "dev": list(dev.values())}
+
+
+def test_training_batch_is_the_cached_window(small_cache: tuple[Path, dict]) -> None:
+    cache_dir, arrays = small_cache
+    dm = TUSZDataModule(cache_dir, batch_size=8, seed=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].dtype == torch.float16 and batch["x"].shape[1:] == (19, W)
+    assert batch["y"].dtype == torch.float32 and batch["y"].shape[1:] == (W,)
+    assert batch["record"].dtype == torch.int64 and batch["start"].dtype == torch.int64
+    for b in range(batch["x"].shape[0]):
+        r, s = int(batch["record"][b]), int(batch["start"][b])
+        signals, labels = arrays["train"][r]
+        n = min(W, signals.shape[1] - s)
+        np.testing.assert_array_equal(batch["x"][b, :, :n].numpy(), signals[:, s : s + n])
+        np.testing.assert_array_equal(batch["y"][b, :n].numpy(), labels[s : s + n])
+        assert not batch["x"][b, :, n:].any() and not batch["y"][b, n:].any()
+
+
+def test_validation_covers_every_sample_of_every_record_in_order(
+    small_cache: tuple[Path, dict],
+) -> None:
+    cache_dir, arrays = small_cache
+    dm = TUSZDataModule(cache_dir, batch_size=2, eval_stride_s=25.0)
+    dm.setup("validate")
+    records = dm.split_records("dev")
+    assert [r.n_samples for r in records] == [2 * W + 777, W - 1000]
+    rebuilt = [np.full((19, r.n_samples), np.nan, np.float32) for r in records]
+    seen: list[tuple[int, int]] = []
+    for batch in dm.val_dataloader():
+        for b in range(batch["x"].shape[0]):
+            r, s = int(batch["record"][b]), int(batch["start"][b])
+            seen.append((r, s))
+            n = min(W, records[r].n_samples - s)
+            rebuilt[r][:, s : s + n] = batch["x"][b, :, :n].float().numpy()
+    assert seen == sorted(seen)  # records in order, starts ascending
+    assert seen[-1] == (1, 0)  # the short record: one padded window
+    for r, (signals, _) in enumerate(arrays["dev"]):
+        np.testing.assert_array_equal(rebuilt[r], signals.astype(np.float32))
+
+
+def test_workers_load_the_same_batches(small_cache: tuple[Path, dict]) -> None:
+    cache_dir, _ = small_cache
+    main = TUSZDataModule(cache_dir, batch_size=4, num_workers=0)
+    worker = TUSZDataModule(cache_dir, batch_size=4, num_workers=1)
+    for dm in (main, worker):
+        dm.setup("fit")
+    for a, b in zip(main.val_dataloader(), worker.val_dataloader(), strict=True):
+        assert torch.equal(a["x"], b["x"]) and torch.equal(a["start"], b["start"])
+
+
+def test_bad_strides_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"eval_stride_s=90\.0 is longer than window_s=60\.0"):
+        TUSZDataModule(tmp_path, eval_stride_s=90.0)
+
+
+def test_datamodule_over_a_prepared_synthetic_corpus(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    dm = TUSZDataModule(tiny_cache(tmp_path_factory), batch_size=8)
+    dm.setup("fit")
+    sampler = dm.train_sampler()
+    kinds = sampler.kinds[sampler.epoch_ids(0)]
+    n_partial = int((kinds == PARTIAL).sum())
+    assert n_partial > 0
+    assert int((kinds == BACKGROUND).sum()) == round(2.5 * n_partial)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape == (8, 19, W)
+    assert torch.isfinite(batch["x"].float()).all()
+
+
+def test_lightning_keeps_the_sampler_and_redraws_each_epoch(
+    small_cache: tuple[Path, dict],
+) -> None:
+    import lightning as L
+
+    starts: dict[int, list[int]] = {0: [], 1: []}
+
+    class Probe(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+            starts[self.current_epoch] += batch["start"].tolist()
+            return (self.w * batch["x"].float().mean()).sum()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = TUSZDataModule(small_cache[0], batch_size=4, seed=1)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(Probe(), dm)
+    assert isinstance(trainer.train_dataloader.sampler, BalancedBatchSampler)
+    sampler = dm.train_sampler()
+    table = dm.train_table()
+    for epoch in (0, 1):
+        assert starts[epoch] == table.start[sampler.epoch_ids(epoch)].tolist()
+    assert starts[0] != starts[1]
