@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("brain_go_brr.data.prepare", "preprocess a TUSZ-layout tree into the window cache"),
     "score": ("brain_go_brr.evaluation.cli", "score hypothesis csv_bi files against references"),
     "model-info": ("brain_go_brr.models.info", "live parameters and FLOPs per stage of a model"),
+    "detect": ("brain_go_brr.detect", "run a checkpoint over one EDF and write its csv_bi events"),
 }
 
 

@@ -1,0 +1,277 @@
+"""V3 detector: FLOPs per stage, inference and training speed, memory, PE schedule, Mamba2.
+
+Measured in one run on this machine (issue 3's benchmark), written to the ``bench_model``
+section of BENCHMARKS.md:
+
+1. FLOPs per 60 s window per stage (``torch.utils.flop_counter``, 2 per multiply-add; the
+   SSD scan's ``einsum``/``@`` reach the counter as ``bmm``, so they are included;
+   element-wise work and ``eigh`` are not counted), live parameters per stage.
+2. A float32 matmul (2048 x 2048) in the same run: the machine's reachable GFLOP/s.
+3. Inference at batch 2 (``eval``, no grad): v3 float32, v3 with bf16 autocast (and the
+   largest difference of its probabilities from float32's), and SeizureTransformer when a
+   local copy of its ``architecture.py`` is given (``--seizure-transformer PATH``; never
+   committed). Contenders are interleaved round by round so a busy machine slows them alike.
+4. Training step (forward + backward) at batch 4, with and without activation
+   checkpointing: windows/s and peak memory per window. Memory = growth of the peak resident
+   set (``ru_maxrss``) of a fresh process over one step, measured after a warm-up step so
+   the model, input, gradients and allocator pools already count in the baseline; it
+   therefore measures the activations kept for backward and the backward's temporaries.
+5. The PE stage alone at batch 2 on top-k adjacencies: ``pe=dynamic`` vs ``pe=semi``.
+6. Engineer C's ``mamba_vs_hf.run()``: our Mamba2 block against Hugging Face's.
+
+Usage: ``python benchmarks/bench_model.py [--seizure-transformer PATH] [--repeats 3]
+[--skip-mamba] [--note TEXT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from brain_go_brr.models import V3Config, V3Detector
+from brain_go_brr.models.edge_stream import pairs_to_dense, topk_adjacency
+from brain_go_brr.models.info import dead_parameters, stage_flops, stage_parameters
+from brain_go_brr.models.laplacian_pe import LaplacianPE
+
+WINDOW = 15360  # 60 s at 256 Hz
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _interleaved(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Warm each contender up once, then time them round by round."""
+    for fn in contenders.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            times[name].append(_timed(fn))
+    return times
+
+
+def load_seizure_transformer(path: Path) -> nn.Module:
+    """SeizureTransformer() from a local copy of its architecture.py (commit 803dcfb)."""
+    spec = importlib.util.spec_from_file_location("seizure_transformer_architecture", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(
+            f"{path}: cannot import (expected SeizureTransformer's architecture.py)"
+        )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model: nn.Module = module.SeizureTransformer()
+    return model
+
+
+def matmul_gflops(repeats: int, size: int = 2048) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = min(_interleaved({"mm": lambda: a @ b}, repeats)["mm"])
+    return 2 * size**3 / best / 1e9
+
+
+def _train_step_peak(config: V3Config, batch: int, queue: Any) -> None:
+    """In a fresh process: peak RSS growth (bytes) and time of one forward+backward step."""
+    torch.manual_seed(0)
+    model = V3Detector(config)
+    x = torch.randn(batch, config.n_channels, WINDOW)
+    model(x).sigmoid().mean().backward()  # warm-up: gradients and allocator pools exist now
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    seconds = _timed(lambda: model(x).sigmoid().mean().backward())
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put((after - before, seconds))
+
+
+def train_step(config: V3Config, batch: int) -> tuple[int, float]:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_train_step_peak, args=(config, batch, queue))
+    process.start()
+    result: tuple[int, float] = queue.get()
+    process.join()
+    return result
+
+
+def _median_best(times: list[float]) -> tuple[float, float]:
+    return statistics.median(times), min(times)
+
+
+def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: str) -> str:
+    torch.manual_seed(0)
+    v3 = V3Detector(V3Config()).eval()
+    lines: list[str] = []
+    printed = 0
+
+    def progress() -> None:  # partial results stay visible when a long run is cut short
+        nonlocal printed
+        print("\n".join(lines[printed:]), flush=True)
+        printed = len(lines)
+
+    if note:
+        lines += [f"Note: {note}", ""]
+
+    # 1. FLOPs and parameters per stage
+    flops = stage_flops(v3, n_samples=WINDOW)
+    params = stage_parameters(v3)
+    dead = dead_parameters(v3)
+    other: nn.Module | None = None
+    if seizure_transformer is not None:
+        other = load_seizure_transformer(seizure_transformer).eval()
+    lines += [
+        "### FLOPs per 60 s window and live parameters (v3, pe=dynamic)",
+        "",
+        "| stage | parameters | GFLOP |",
+        "|---|---:|---:|",
+    ]
+    for name, value in flops.items():
+        count = sum(params.values()) if name == "total" else params.get(name, 0)
+        lines.append(f"| {name} | {count:,} | {value / 1e9:.2f} |")
+    lines += [
+        "",
+        f"Target: <= 30 GFLOP. Dead parameters: {', '.join(dead) if dead else 'none'}. "
+        "Counted by `torch.utils.flop_counter.FlopCounterMode` (2 per multiply-add); the SSD "
+        "scan's einsums and `@` products dispatch to `bmm`/`mm` and are counted; element-wise "
+        "ops, the GNN's scatter and `eigh` are not.",
+    ]
+    if other is not None:
+        other_flops = stage_flops(other, n_samples=WINDOW)["total"]
+        other_params = sum(p.numel() for p in other.parameters())
+        lines.append(
+            f"SeizureTransformer, same counter: {other_flops / 1e9:.2f} GFLOP, "
+            f"{other_params:,} parameters."
+        )
+
+    progress()
+
+    # 2-3. Inference at batch 2
+    reference = matmul_gflops(repeats)
+    x = torch.randn(2, 19, WINDOW, generator=torch.Generator().manual_seed(1))
+
+    def infer(model: nn.Module, bf16: bool) -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out: torch.Tensor = model(x)
+            return out
+
+        return call
+
+    contenders = {"v3 float32": infer(v3, False), "v3 bf16 autocast": infer(v3, True)}
+    if other is not None:
+        contenders["SeizureTransformer float32"] = infer(other, False)
+        contenders["SeizureTransformer bf16 autocast"] = infer(other, True)
+    times = _interleaved(contenders, repeats)
+    prob32 = infer(v3, False)().sigmoid()
+    prob16 = infer(v3, True)().float().sigmoid()
+    bf16_diff = (prob16 - prob32).abs().max().item()
+    total_flops = {"v3": flops["total"]}
+    if other is not None:
+        total_flops["SeizureTransformer"] = stage_flops(other, n_samples=WINDOW)["total"]
+    lines += [
+        "",
+        "### Inference, batch 2 (no grad)",
+        "",
+        f"Float32 matmul 2048x2048 in this run: {reference:.1f} GFLOP/s.",
+        "",
+        "| model | windows/s (median) | windows/s (best) | achieved GFLOP/s (best) | of matmul |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, values in times.items():
+        median, best = _median_best(values)
+        model_flops = total_flops[name.split()[0]]
+        achieved = 2 * model_flops / best / 1e9
+        lines.append(
+            f"| {name} | {2 / median:.2f} | {2 / best:.2f} | {achieved:.1f} | {achieved / reference:.0%} |"
+        )
+    lines += [
+        "",
+        f"v3 bf16 autocast vs float32: max |probability difference| = {bf16_diff:.2e} "
+        "(target <= 1e-2). Targets: v3 float32 >= 2 windows/s; bf16 as fast as "
+        "SeizureTransformer (4.0 windows/s at batch 2 on this machine when idle).",
+    ]
+
+    progress()
+
+    # 4. Training step at batch 4
+    lines += [
+        "",
+        "### Training step (forward + backward), batch 4, float32",
+        "",
+        "| checkpointing | windows/s | peak memory per window |",
+        "|---|---:|---:|",
+    ]
+    for checkpointing in (False, True):
+        peak_bytes, seconds = train_step(V3Config(checkpointing=checkpointing), batch=4)
+        lines.append(f"| {checkpointing} | {4 / seconds:.2f} | {peak_bytes / 4 / 2**30:.3f} GiB |")
+    lines += [
+        "",
+        "Memory: growth of the peak resident set of a fresh process during one step, after a "
+        "warm-up step (so weights, input, gradients and allocator pools are in the baseline), "
+        "divided by 4. Targets: <= 1 GB per window; < 0.3 GB with checkpointing.",
+    ]
+
+    progress()
+
+    # 5. PE stage: dynamic vs semi
+    pair_weights = torch.rand(2, 171, 960, generator=torch.Generator().manual_seed(2))
+    adjacency = topk_adjacency(pairs_to_dense(pair_weights, 19), k=3)
+    dynamic, semi = LaplacianPE(19, 16, "dynamic"), LaplacianPE(19, 16, "semi", 5)
+    pe_times = _interleaved(
+        {"dynamic": lambda: dynamic(adjacency), "semi": lambda: semi(adjacency)}, max(repeats, 5)
+    )
+    dyn_median, semi_median = (statistics.median(pe_times[k]) for k in ("dynamic", "semi"))
+    lines += [
+        "",
+        "### Laplacian PE stage, batch 2 (1920 graphs of 19 nodes)",
+        "",
+        "| pe | median ms | graphs decomposed |",
+        "|---|---:|---:|",
+        f"| dynamic | {dyn_median * 1e3:.1f} | 1920 |",
+        f"| semi (interval 5) | {semi_median * 1e3:.1f} | 384 |",
+        "",
+        f"Speed-up: {dyn_median / semi_median:.1f}x (target >= 3x).",
+    ]
+
+    progress()
+
+    # 6. Mamba2 vs Hugging Face
+    if not skip_mamba:
+        from mamba_vs_hf import run as mamba_vs_hf
+
+        lines += ["", "### Mamba2 block vs Hugging Face (from benchmarks/mamba_vs_hf.py)", ""]
+        lines.append(mamba_vs_hf(repeats=repeats))
+    progress()
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--seizure-transformer",
+        type=Path,
+        default=None,
+        help="local copy of SeizureTransformer's wu_2025/src/wu_2025/architecture.py",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--skip-mamba", action="store_true", help="skip the Mamba2-vs-HF part")
+    parser.add_argument("--note", default="", help="a remark printed above the results")
+    args = parser.parse_args(argv)
+    from _common import write_section
+
+    markdown = run(args.seizure_transformer, args.repeats, args.skip_mamba, args.note)
+    write_section("bench_model", "V3 detector (issue 3)", markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,627 @@
+"""``evaluate(cfg) -> metrics``: a checkpoint over whole recordings of a split, scored.
+
+The config is ``conf/eval.yaml`` composed by Hydra (``python evaluate.py``); this module and
+``evaluate.py`` are the only readers of it. Two modes:
+
+* ``ckpt_path=...``: load the detector (:func:`brain_go_brr.training.train.load_detector`,
+  ``weights_only=True``), run it over every whole recording of ``split`` in overlapping
+  60 s windows (``data.eval_stride_s``; the last window aligned to the record's end),
+  stitch the windows (:func:`brain_go_brr.post.stitch_windows`) and cache each record's
+  256 Hz probability track (:mod:`brain_go_brr.evaluation.probs`). Records already in the
+  cache are skipped, so re-running into the same run folder (``hydra.run.dir=...``) resumes.
+* ``probs_dir=RUN``: re-score the cached probabilities of an earlier run without the
+  model (what ``-m post.tau_on=...`` sweeps and the Optuna sweeper use).
+
+Then, for both: post-processing with ``post.*`` and scoring with the project's scorer
+(:mod:`brain_go_brr.evaluation.metrics`): NEDC OVLP and TAES, SzCORE, sample AUROC, and one
+threshold sweep (``tau_on`` over ``threshold_sweep.tau_grid``, ``tau_off = tau_on -
+tau_gap``) from which ``sens_at_fa`` is taken for each scorer: the best sensitivity whose
+FA/24h is at or under the target, or null.
+
+Run folder (``out_dir``)::
+
+    metrics.json          the figures below; also what this function returns
+    results.md            the results table (also printed)
+    threshold_sweep.json  sensitivity and FA/24h of every scorer at every threshold pair
+    per_record.json       per record: duration, reference/detected events, OVLP counts
+    probs/                cached probability tracks (ckpt_path mode only)
+    nedc/ref/*.csv_bi, nedc/hyp/*.csv_bi, nedc/ref.list, nedc/hyp.list
+                          NEDC EEG Eval v6.0.0 input: nedc_eeg_eval nedc/ref.list nedc/hyp.list
+    szcore/ref/*_events.tsv, szcore/hyp/*_events.tsv   BIDS events for SzCORE
+    plots/sens_fa_curve.png, plots/trace_<record_id>.png
+
+``metrics.json``::
+
+    {"split", "n_records", "duration_s", "source", "post": {...}, "auroc",
+     "ovlp":   {"targets", "hits", "misses", "false_alarms", "sensitivity", "fa_per_24h",
+                "sens_at_fa": {"1": {"sensitivity", "fa_per_24h", "tau_on", "tau_off"} | null,
+                               "2.5": ..., "5": ..., "10": ...}},
+     "taes":   {same keys},
+     "szcore": {"sensitivity", "precision", "f1", "fp_per_24h", "fa_per_24h", "sens_at_fa"},
+     "szcore_per_subject": {...}, "objective"}
+
+Sensitivities are fractions; FA/24h counts seizure false alarms over the total reference
+duration. ``objective`` (what ``evaluate.py`` returns to a sweeper) is the OVLP sensitivity
+at the configured post-processing, minus 1 when its OVLP FA/24h exceeds
+``objective.max_fa_per_24h``, so that every setting within the FA budget ranks above every
+setting outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from brain_go_brr.annotations import Event, format_csv_bi
+from brain_go_brr.data.channels import N_CHANNELS
+from brain_go_brr.evaluation import metrics as scoring
+from brain_go_brr.evaluation import nedc, szcore
+from brain_go_brr.evaluation.plots import plot_record_trace, plot_sens_fa_curve
+from brain_go_brr.evaluation.probs import CachedRecord, ProbCache
+from brain_go_brr.evaluation.writers import write_events_tsv
+from brain_go_brr.io import atomic_write_json, atomic_write_text
+from brain_go_brr.post import PostConfig, stitch_windows
+from brain_go_brr.post.postprocess import Runs
+
+log = logging.getLogger(__name__)
+
+SCORERS = ("ovlp", "taes", "szcore")
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def _device_and_autocast(cfg: DictConfig) -> tuple[torch.device, torch.dtype | None]:
+    """Device and autocast dtype from the hardware preset (``trainer.accelerator/precision``)."""
+    trainer = cfg.get("trainer") or {}
+    accelerator = str(trainer.get("accelerator", "auto"))
+    precision = str(trainer.get("precision", "32-true"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"trainer.accelerator={accelerator} but no CUDA device is available; use "
+            "hardware=cpu (or hardware=auto)"
+        )
+    use_cuda = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    )
+    device = torch.device("cuda" if use_cuda else "cpu")
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    if dtype is torch.float16 and not use_cuda:
+        dtype = None  # float16 autocast is a GPU feature; a CPU preset never asks for it
+    return device, dtype
+
+
+@torch.inference_mode()
+def predict_record(
+    detector: torch.nn.Module,
+    signals: np.ndarray,
+    window_samples: int,
+    stride_samples: int,
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    on_batch: Any = None,
+) -> np.ndarray:
+    """The stitched seizure probability of one whole recording.
+
+    Args:
+        detector: maps (B, 19, window_samples) float to (B, window_samples) logits.
+        signals: (19, n_samples) preprocessed recording at 256 Hz (float16 memmap is fine).
+        window_samples, stride_samples: window length and evaluation stride (samples).
+        on_batch: called with the number of windows after each forward pass (progress).
+
+    Returns:
+        (n_samples,) float32 probabilities: each sample the mean over the windows covering
+        it; a record shorter than a window is zero-padded to one window.
+    """
+    from brain_go_brr.data.sampling import window_starts
+
+    n_samples = int(signals.shape[1])
+    starts = window_starts(n_samples, window_samples, stride_samples)  # (W,)
+    window_probs = np.empty((starts.size, window_samples), dtype=np.float32)  # (W, L)
+    for lo in range(0, starts.size, batch_size):
+        batch_starts = starts[lo : lo + batch_size]
+        x = np.zeros((batch_starts.size, N_CHANNELS, window_samples), dtype=np.float16)
+        for k, start in enumerate(batch_starts.tolist()):
+            piece = signals[:, start : start + window_samples]
+            x[k, :, : piece.shape[1]] = piece
+        x_t = torch.from_numpy(x).to(device).float()  # (B, 19, L)
+        ctx = (
+            torch.autocast(device.type, dtype=autocast_dtype)
+            if autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            logits = detector(x_t)  # (B, L)
+        window_probs[lo : lo + batch_starts.size] = torch.sigmoid(logits.float()).cpu().numpy()
+        if on_batch is not None:
+            on_batch(batch_starts.size)
+    return stitch_windows(window_probs, starts, n_samples)
+
+
+def _ckpt_source(ckpt_path: Path) -> dict[str, Any]:
+    stat = ckpt_path.stat()
+    return {
+        "ckpt_path": str(ckpt_path.resolve()),
+        "ckpt_bytes": stat.st_size,
+        "ckpt_mtime_ns": stat.st_mtime_ns,
+    }
+
+
+def predict_split(cfg: DictConfig, probs_root: Path) -> ProbCache:
+    """Run ``cfg.ckpt_path`` over every record of ``cfg.split`` not yet in ``probs_root``."""
+    from brain_go_brr.data.datamodule import datamodule_from_config
+    from brain_go_brr.data.sampling import window_starts
+    from brain_go_brr.training.train import load_detector
+
+    split = str(cfg.split)
+    splits = list((cfg.data.get("splits") or {}).values())
+    if split not in splits:
+        raise ValueError(
+            f"split={split!r} is not a split of this data config (data.splits: {splits}); "
+            f"pass one of them, e.g. split={splits[1] if len(splits) > 1 else 'dev'}"
+        )
+    ckpt_path = Path(str(cfg.ckpt_path)).expanduser()
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={cfg.ckpt_path}: no such checkpoint; training writes "
+            "runs/<run_name>/checkpoints/best.ckpt"
+        )
+    datamodule = datamodule_from_config(cfg.data)
+    split_cache = datamodule.cache(split)  # a missing split raises, naming prepare
+    if len(split_cache) == 0:
+        raise ValueError(
+            f"split {split!r} of cache {datamodule.cache_dir} holds no record (all skipped? "
+            "see prepare_report.json there)"
+        )
+    cache = ProbCache(probs_root, split=split, source=_ckpt_source(ckpt_path))
+    todo = [i for i, r in enumerate(split_cache.records) if r.record_id not in cache]
+    if not todo:
+        log.info("all %d records of %s already cached in %s", len(split_cache), split, probs_root)
+        return cache
+    detector = load_detector(ckpt_path, cfg.model)
+    device, autocast_dtype = _device_and_autocast(cfg)
+    detector.to(device)
+    batch_size = int(
+        cfg.get("batch_size") or cfg.data.get("eval_batch_size") or cfg.data.batch_size
+    )
+    window, stride = datamodule.window_samples, datamodule.eval_stride_samples
+    n_windows = sum(window_starts(int(split_cache.n_samples[i]), window, stride).size for i in todo)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("windows"),
+        TimeRemainingColumn(),
+    )
+    skipped = len(split_cache) - len(todo)
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task(
+            f"{split}: {len(todo)} records" + (f" ({skipped} cached)" if skipped else ""),
+            total=n_windows,
+        )
+        for i in todo:
+            info = split_cache.records[i]
+            prob = predict_record(
+                detector,
+                split_cache.signals(i),
+                window,
+                stride,
+                batch_size,
+                device,
+                autocast_dtype,
+                on_batch=lambda n: progress.advance(task, n),
+            )
+            record = CachedRecord(
+                info.record_id, info.patient, info.path, info.n_samples, info.duration_s,
+                list(info.seizures),
+            )  # fmt: skip
+            cache.add(record, prob)
+    return cache
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _runs_to_events(
+    runs: Runs, n_records: int, sfreq: float, confidence: np.ndarray | None = None
+) -> list[list[Event]]:
+    """Per record, its runs as seizure events in seconds (``confidence``: (E,) per run)."""
+    out: list[list[Event]] = [[] for _ in range(n_records)]
+    conf = confidence.tolist() if confidence is not None else [1.0] * runs.start.size
+    for rec, a, b, c in zip(
+        runs.record.tolist(), runs.start.tolist(), runs.stop.tolist(), conf, strict=True
+    ):
+        out[rec].append(Event(a / sfreq, b / sfreq, "seiz", float(c)))
+    return out
+
+
+def _nonempty(events: Sequence[Event]) -> list[Event]:
+    # Clipping to the recording can leave zero-length events, which NEDC cannot score.
+    return [e for e in events if e.stop_s > e.start_s]
+
+
+def threshold_sweep(
+    records: Sequence[scoring.RecordTrack],
+    post: PostConfig,
+    tau_grid: Sequence[float],
+    tau_gap: float,
+) -> list[dict[str, Any]]:
+    """Sensitivity and FA/24h of OVLP, TAES and SzCORE at each ``(tau_on, tau_on - gap)``.
+
+    Only the hysteresis thresholds change; every other ``post`` setting is kept. SzCORE is
+    computed (through ``timescoring``) only for records with reference or detected events:
+    a record with neither adds its duration and nothing else.
+    """
+    sweeper = scoring.SweepScorer(records, post)
+    durations = [r.duration_s for r in records]
+    refs = [_nonempty(r.reference) for r in records]
+    rows = []
+    for point in sweeper.sweep(tau_grid, tau_gap):
+        runs = sweeper.hypotheses(point.tau_on, point.tau_off)
+        hyps = _runs_to_events(runs, len(records), post.sfreq)
+        sz = sum(
+            (
+                szcore.score_record(ref, hyp, dur)
+                if ref or hyp
+                else szcore.SzcoreCounts(duration_s=dur)
+                for ref, hyp, dur in zip(refs, hyps, durations, strict=True)
+            ),
+            szcore.SzcoreCounts(),
+        ).summary()
+        rows.append(
+            {
+                "tau_on": point.tau_on,
+                "tau_off": point.tau_off,
+                "ovlp": {
+                    "sensitivity": point.ovlp.sensitivity,
+                    "fa_per_24h": nedc.fa_per_24h(point.ovlp.false_alarms, point.duration_s),
+                },
+                "taes": {
+                    "sensitivity": point.taes.sensitivity,
+                    "fa_per_24h": nedc.fa_per_24h(point.taes.false_alarms, point.duration_s),
+                },
+                "szcore": {"sensitivity": sz["sensitivity"], "fa_per_24h": sz["fp_per_24h"]},
+            }
+        )
+    return rows
+
+
+def best_at_fa(
+    sweep: Sequence[dict[str, Any]], scorer: str, fa_targets: Sequence[float]
+) -> dict[str, dict[str, float] | None]:
+    """Per FA target, the sweep point with the best ``scorer`` sensitivity at FA/24h <= target.
+
+    The same rule as :func:`brain_go_brr.evaluation.metrics.sens_at_fa` (ties: the lower FA
+    rate), applied to any scorer of :func:`threshold_sweep`; ``None`` when no point of the
+    grid gets that low (or the split has no reference seizure).
+    """
+    out: dict[str, dict[str, float] | None] = {}
+    for target in fa_targets:
+        ok = [
+            row
+            for row in sweep
+            if row[scorer]["sensitivity"] is not None
+            and row[scorer]["fa_per_24h"] is not None
+            and row[scorer]["fa_per_24h"] <= target
+        ]
+        best = max(
+            ok, key=lambda r: (r[scorer]["sensitivity"], -r[scorer]["fa_per_24h"]), default=None
+        )
+        out[scoring.fa_key(target)] = (
+            None
+            if best is None
+            else {
+                "sensitivity": best[scorer]["sensitivity"],
+                "fa_per_24h": best[scorer]["fa_per_24h"],
+                "tau_on": best["tau_on"],
+                "tau_off": best["tau_off"],
+            }
+        )
+    return out
+
+
+def score_cache(
+    records: Sequence[scoring.RecordTrack],
+    post: PostConfig,
+    fa_targets: Sequence[float],
+    tau_grid: Sequence[float],
+    tau_gap: float,
+    max_fa_per_24h: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(metrics as in the module docstring, threshold sweep rows) of cached tracks."""
+    # The scorer's own sweep is skipped (empty grid): one sweep below serves all three scorers.
+    result: dict[str, Any] = dict(
+        scoring.score_tracks(records, post, fa_targets, tau_grid=(), tau_gap=tau_gap)
+    )
+    for unused in ("sens_at_fa", "curve"):
+        result.pop(unused, None)
+    sweep = threshold_sweep(records, post, tau_grid, tau_gap)
+    result["szcore"] = {**result["szcore"], "fa_per_24h": result["szcore"]["fp_per_24h"]}
+    for name in SCORERS:
+        result[name] = {**result[name], "sens_at_fa": best_at_fa(sweep, name, fa_targets)}
+    sens = float(result["ovlp"]["sensitivity"] or 0.0)
+    fa = result["ovlp"]["fa_per_24h"]
+    result["objective"] = sens if fa is not None and fa <= max_fa_per_24h else sens - 1.0
+    return result, sweep
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _auroc(value: float | None) -> str:
+    return "- (one class only)" if value is None else f"{value:.4f}"
+
+
+def results_table(
+    metrics: dict[str, Any], fa_targets: Sequence[float]
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the results table: per scorer, the operating point and sens@FA."""
+    keys = [scoring.fa_key(t) for t in fa_targets]
+    header = ["scorer", "sensitivity %", "FA/24h", *(f"sens % @ {k} FA/24h" for k in keys)]
+    rows = []
+    for name in SCORERS:
+        m = metrics[name]
+        at = [m["sens_at_fa"][k]["sensitivity"] if m["sens_at_fa"][k] else None for k in keys]
+        rows.append([name.upper(), _pct(m["sensitivity"]), _num(m["fa_per_24h"]), *map(_pct, at)])
+    return header, rows
+
+
+def _markdown(metrics: dict[str, Any], fa_targets: Sequence[float]) -> str:
+    header, rows = results_table(metrics, fa_targets)
+    post = metrics["post"]
+    lines = [
+        f"# Evaluation: {metrics['split']} split",
+        "",
+        f"- records: {metrics['n_records']}, {metrics['duration_s'] / 3600:.2f} h",
+        f"- source: {metrics['source']}",
+        f"- post-processing: tau_on {post['tau_on']}, tau_off {post['tau_off']}, "
+        f"opening {post['opening_samples']}, closing {post['closing_samples']} samples, "
+        f"min {post['min_duration_s']} s, max {post['max_duration_s']} s, merge gap "
+        f"{post['merge_gap_s']} s",
+        f"- sample AUROC: {_auroc(metrics['auroc'])}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+        "Sensitivity and FA/24h at the configured post-processing; `sens @ k` is the best "
+        "sensitivity of the threshold sweep whose FA/24h is at most k (`-`: not reached).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def print_results(
+    metrics: dict[str, Any], fa_targets: Sequence[float], console: Console | None = None
+) -> None:
+    header, rows = results_table(metrics, fa_targets)
+    auroc = metrics["auroc"]
+    table = Table(
+        title=f"{metrics['split']}: {metrics['n_records']} records, "
+        f"{metrics['duration_s'] / 3600:.2f} h, AUROC {_auroc(auroc)}"
+    )
+    for col in header:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    (console or Console()).print(table)
+
+
+def write_nedc_files(
+    out_dir: Path, records: Sequence[CachedRecord], hyps: Sequence[list[Event]]
+) -> tuple[Path, Path]:
+    """Reference and hypothesis csv_bi per record plus ``ref.list``/``hyp.list`` (absolute)."""
+    ref_paths: list[str] = []
+    hyp_paths: list[str] = []
+    for rec, hyp in zip(records, hyps, strict=True):
+        for kind, events, paths in (("ref", rec.seizures, ref_paths), ("hyp", hyp, hyp_paths)):
+            path = out_dir / kind / f"{rec.record_id}.csv_bi"
+            atomic_write_text(path, format_csv_bi(list(events), rec.duration_s, rec.record_id))
+            paths.append(str(path.resolve()))
+    ref_list, hyp_list = out_dir / "ref.list", out_dir / "hyp.list"
+    atomic_write_text(ref_list, "\n".join(ref_paths) + "\n")
+    atomic_write_text(hyp_list, "\n".join(hyp_paths) + "\n")
+    return ref_list, hyp_list
+
+
+def _trace_choice(per_record: Sequence[dict[str, Any]], n: int) -> list[int]:
+    """Up to ``n`` records to plot: half with the most reference seizures, then most FAs."""
+    order_sz = sorted(range(len(per_record)), key=lambda i: -per_record[i]["n_reference"])
+    chosen = [i for i in order_sz[: (n + 1) // 2] if per_record[i]["n_reference"] > 0]
+    order_fa = sorted(range(len(per_record)), key=lambda i: -per_record[i]["ovlp"]["false_alarms"])
+    for i in order_fa:
+        if len(chosen) >= n:
+            break
+        if i not in chosen and per_record[i]["ovlp"]["false_alarms"] > 0:
+            chosen.append(i)
+    for i in order_sz:
+        if len(chosen) >= n:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return chosen
+
+
+def _iter_probs(cache: ProbCache) -> Iterator[scoring.RecordTrack]:
+    for rec, prob in cache.items():
+        yield scoring.RecordTrack(rec.record_id, rec.patient, rec.duration_s, rec.seizures, prob)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate a checkpoint (``ckpt_path``) or re-score a cache (``probs_dir``); see above."""
+    out_dir = Path(str(cfg.out_dir))
+    post = PostConfig(**_plain(cfg.post))
+    fa_targets = tuple(float(t) for t in cfg.fa_targets)
+    sweep_cfg = cfg.threshold_sweep
+    tau_grid = (
+        tuple(float(t) for t in sweep_cfg.tau_grid)
+        if sweep_cfg.get("tau_grid")
+        else scoring.DEFAULT_TAU_GRID
+    )
+    if cfg.get("probs_dir"):
+        cache = ProbCache.open_existing(str(cfg.probs_dir))
+        source: dict[str, Any] = {
+            "probs_dir": str(Path(str(cfg.probs_dir)).resolve()),
+            **(cache.source or {}),
+        }
+    elif cfg.get("ckpt_path"):
+        cache = predict_split(cfg, out_dir / "probs")
+        source = dict(cache.source or {})
+    else:
+        raise ValueError(
+            "evaluate: pass ckpt_path=<training checkpoint> to run a model, or "
+            "probs_dir=<earlier evaluation run> to re-score its cached probabilities"
+        )
+    if len(cache) == 0:
+        raise ValueError(f"{cache.root}: no record was evaluated; the split is empty")
+
+    cached = list(cache.records.values())
+    records = list(_iter_probs(cache))
+    result, sweep = score_cache(
+        records,
+        post,
+        fa_targets,
+        tau_grid,
+        float(sweep_cfg.tau_gap),
+        float(cfg.objective.max_fa_per_24h),
+    )
+    metrics: dict[str, Any] = {
+        "split": cache.split,
+        "source": source,
+        "post": _plain(cfg.post),
+        **result,
+    }
+
+    # Events at the configured post-processing, as NEDC reads them (split pieces joined).
+    sweeper = scoring.SweepScorer(records, post)
+    runs = sweeper.hypotheses(post.tau_on, post.tau_off)
+    hyps = _runs_to_events(runs, len(records), post.sfreq, sweeper.tracks.mean_probability(runs))
+    write_outputs(
+        out_dir, cached, records, hyps, metrics, sweep, post, fa_targets, int(cfg.n_trace_plots)
+    )
+    return metrics
+
+
+def per_record_rows(
+    records: Sequence[CachedRecord], hyps: Sequence[list[Event]]
+) -> list[dict[str, Any]]:
+    """Per record: id, patient, duration, reference and detected events, OVLP counts."""
+    rows: list[dict[str, Any]] = []
+    for rec, hyp in zip(records, hyps, strict=True):
+        ovlp, _ = nedc.score_file(
+            nedc.nedc_events(_nonempty(rec.seizures), rec.duration_s),
+            nedc.nedc_events(hyp, rec.duration_s),
+        )
+        rows.append(
+            {
+                "record_id": rec.record_id,
+                "patient": rec.patient,
+                "duration_s": rec.duration_s,
+                "n_reference": len(rec.seizures),
+                "n_detected": len(hyp),
+                "reference": [[e.start_s, e.stop_s] for e in rec.seizures],
+                "detected": [[e.start_s, e.stop_s, e.confidence] for e in hyp],
+                "ovlp": vars(ovlp),
+            }
+        )
+    return rows
+
+
+def write_outputs(
+    out_dir: Path,
+    cached: Sequence[CachedRecord],
+    records: Sequence[scoring.RecordTrack],
+    hyps: Sequence[list[Event]],
+    metrics: dict[str, Any],
+    sweep: list[dict[str, Any]],
+    post: PostConfig,
+    fa_targets: Sequence[float],
+    n_trace_plots: int,
+) -> None:
+    """Every file of the run folder but ``probs/`` (module docstring); prints the table."""
+    per_record = per_record_rows(cached, hyps)
+    write_nedc_files(out_dir / "nedc", cached, hyps)
+    _write_szcore_files(out_dir / "szcore", cached, hyps)
+    atomic_write_json(out_dir / "threshold_sweep.json", sweep)
+    atomic_write_json(out_dir / "per_record.json", per_record)
+    atomic_write_text(out_dir / "results.md", _markdown(metrics, fa_targets))
+    plots = out_dir / "plots"
+    curves = {
+        s: [
+            (r[s]["fa_per_24h"], r[s]["sensitivity"])
+            for r in sweep
+            if r[s]["sensitivity"] is not None
+        ]
+        for s in SCORERS
+    }
+    operating = {
+        s: (metrics[s]["fa_per_24h"], metrics[s]["sensitivity"])
+        for s in SCORERS
+        if metrics[s]["sensitivity"] is not None and metrics[s]["fa_per_24h"] is not None
+    }
+    plot_sens_fa_curve(curves, plots / "sens_fa_curve.png", fa_targets, operating)
+    for i in _trace_choice(per_record, n_trace_plots):
+        rec, row = cached[i], per_record[i]
+        plot_record_trace(
+            records[i].prob,
+            rec.seizures,
+            hyps[i],
+            plots / f"trace_{rec.record_id}.png",
+            sfreq=post.sfreq,
+            tau_on=post.tau_on,
+            tau_off=post.tau_off,
+            title=f"{rec.record_id} ({rec.patient}): {row['ovlp']['hits']:.0f} hits, "
+            f"{row['ovlp']['false_alarms']:.0f} false alarms",
+        )
+    # metrics.json last: its presence marks a complete run (the sweep summary relies on it).
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    print_results(metrics, fa_targets)
+    print(f"results: {out_dir / 'results.md'}\nplots: {plots}")
+
+
+def bids_events_name(record_id: str) -> str:
+    """``aaaaaasf_s001_t000`` -> ``sub-aaaaaasf/ses-s001/eeg/sub-aaaaaasf_ses-s001_task-szMonitoring_run-t000_events.tsv``.
+
+    Names that do not follow the TUSZ pattern keep their id as the run label (letters and
+    digits only, as BIDS labels must be) under a session ``ses-01``.
+    """
+    parts = record_id.split("_")
+    if len(parts) == 3 and parts[1].startswith("s") and parts[2].startswith("t"):
+        sub, ses, run = parts
+    else:
+        sub, ses, run = parts[0], "01", "".join(ch for ch in record_id if ch.isalnum())
+    sub = "".join(ch for ch in sub if ch.isalnum())
+    stem = f"sub-{sub}_ses-{ses}_task-szMonitoring_run-{run}_events.tsv"
+    return f"sub-{sub}/ses-{ses}/eeg/{stem}"
+
+
+def _write_szcore_files(
+    out_dir: Path, records: Sequence[CachedRecord], hyps: Sequence[list[Event]]
+) -> None:
+    """BIDS ``*_events.tsv`` of the reference and the hypothesis, same relative paths."""
+    for rec, hyp in zip(records, hyps, strict=True):
+        name = bids_events_name(rec.record_id)
+        write_events_tsv(out_dir / "ref" / name, rec.seizures, rec.duration_s)
+        write_events_tsv(out_dir / "hyp" / name, hyp, rec.duration_s)

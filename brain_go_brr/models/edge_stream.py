@@ -1,0 +1,145 @@
+"""Edge stream: learned, time-varying electrode-pair weights and the sparse adjacency.
+
+1. Pair feature: cosine similarity of the node-stream features of electrodes ``i`` and ``j``
+   at every time step, for the 171 pairs ``i < j`` in :data:`brain_go_brr.data.channels.PAIRS`
+   order (one batched Gram matrix per step; no loop over pairs).
+2. Each pair's similarity sequence is lifted 1 -> ``d_model``, run through a bidirectional
+   Mamba2 stack (weights shared across pairs, batch ``B * 171``), projected ``d_model -> 1``
+   and passed through softplus: a non-negative weight per pair and step.
+3. Adjacency per step: the dense symmetric matrix of those weights (zero diagonal), keep the
+   ``k`` strongest neighbours of each node, symmetrise the kept set (an edge survives when
+   either end chose it), and give every node left without an edge a self-loop of weight 1.
+
+Shapes: node features (B, N, T, D) -> pair weights (B, P, T) -> adjacency (B, T, N, N),
+with ``N = 19`` electrodes and ``P = N (N - 1) / 2 = 171`` pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from brain_go_brr.models.mamba2 import BiMamba2Stack
+
+
+def run_stack(stack: BiMamba2Stack, u: Tensor, checkpointing: bool) -> Tensor:
+    """Run a :class:`BiMamba2Stack`, optionally recomputing each layer during backward.
+
+    Checkpointing layer by layer (not the stack as a whole) means only one layer's
+    activations are alive at a time in backward, which is what brings training memory down.
+    Shapes: (batch, length, d_model) -> (batch, length, d_model).
+    """
+    if not (checkpointing and torch.is_grad_enabled()):
+        return stack(u)
+    for layer in stack.layers:
+        u = checkpoint(layer, u, use_reentrant=False)
+    return stack.norm(u)
+
+
+def pair_cosine(nodes: Tensor, eps: float = 1e-6) -> Tensor:
+    """Cosine similarity of every electrode pair ``i < j`` at every time step.
+
+    Shapes: ``nodes`` (B, N, T, D) -> (B, P, T), pairs in row-major ``i < j`` order
+    (the order of ``torch.triu_indices(N, N, 1)`` and of ``channels.PAIRS``).
+    A zero feature vector has similarity 0 with everything (``eps`` guards the norm).
+    """
+    n_nodes = nodes.shape[1]
+    unit = F.normalize(nodes, dim=-1, eps=eps).transpose(1, 2)  # (B, T, N, D)
+    gram = unit @ unit.transpose(-1, -2)  # (B, T, N, N)
+    rows, cols = torch.triu_indices(n_nodes, n_nodes, offset=1, device=nodes.device)
+    return gram[:, :, rows, cols].transpose(1, 2)  # (B, P, T)
+
+
+def pairs_to_dense(pair_weights: Tensor, n_nodes: int) -> Tensor:
+    """Symmetric matrix with zero diagonal from upper-triangle pair values.
+
+    Shapes: ``pair_weights`` (B, P, T) -> (B, T, N, N).
+    """
+    batch, n_pairs, n_steps = pair_weights.shape
+    if n_pairs != n_nodes * (n_nodes - 1) // 2:
+        raise ValueError(f"{n_pairs} pair weights do not match {n_nodes} nodes")
+    rows, cols = torch.triu_indices(n_nodes, n_nodes, offset=1, device=pair_weights.device)
+    flat_index = rows * n_nodes + cols  # (P,)
+    upper = pair_weights.new_zeros(batch, n_steps, n_nodes * n_nodes)
+    upper = upper.index_copy(-1, flat_index, pair_weights.transpose(1, 2))
+    upper = upper.view(batch, n_steps, n_nodes, n_nodes)
+    return upper + upper.transpose(-1, -2)
+
+
+def topk_adjacency(weights: Tensor, k: int) -> Tensor:
+    """Keep each node's ``k`` strongest edges, symmetrise, self-loop the isolated nodes.
+
+    Shapes: ``weights`` (..., N, N) symmetric, non-negative, zero diagonal -> (..., N, N).
+    Gradients flow to the kept weights; the selection itself is a hard mask.
+    """
+    n_nodes = weights.shape[-1]
+    if not 1 <= k < n_nodes:
+        raise ValueError(f"adjacency top-k={k} must be between 1 and {n_nodes - 1} (nodes - 1)")
+    eye = torch.eye(n_nodes, dtype=torch.bool, device=weights.device)
+    scores = weights.detach().masked_fill(eye, float("-inf"))
+    chosen = torch.zeros_like(scores, dtype=torch.bool)
+    chosen.scatter_(-1, scores.topk(k, dim=-1).indices, True)
+    kept = weights * (chosen | chosen.transpose(-1, -2))
+    isolated = (kept.detach() == 0).all(dim=-1)  # (..., N)
+    return kept + torch.diag_embed(isolated.to(kept.dtype))
+
+
+class EdgeStream(nn.Module):
+    """Pair similarities -> shared bidirectional Mamba2 -> softplus weights -> top-k adjacency.
+
+    Args:
+        n_nodes: electrodes per graph.
+        d_model: width of the per-pair sequence model.
+        n_layers, d_state, d_conv, expand, headdim, chunk_size, backend: of the
+            :class:`BiMamba2Stack` (``headdim`` must divide ``expand * d_model``).
+        top_k: neighbours kept per node.
+
+    Shapes: node features (B, N, T, D) -> adjacency (B, T, N, N).
+    """
+
+    def __init__(
+        self,
+        n_nodes: int = 19,
+        d_model: int = 16,
+        n_layers: int = 2,
+        d_state: int = 8,
+        d_conv: int = 4,
+        expand: int = 2,
+        headdim: int = 8,
+        chunk_size: int = 64,
+        backend: str = "auto",
+        top_k: int = 3,
+    ) -> None:
+        super().__init__()
+        if (expand * d_model) % headdim:
+            raise ValueError(
+                f"edge stream: headdim={headdim} must divide expand*d_model={expand * d_model}"
+            )
+        self.n_nodes, self.top_k = n_nodes, top_k
+        self.checkpointing = False  # set by the owning model (V3Config.checkpointing)
+        self.lift = nn.Linear(1, d_model)
+        self.mamba = BiMamba2Stack(
+            d_model,
+            n_layers,
+            d_state=d_state,
+            d_conv=d_conv,
+            expand=expand,
+            headdim=headdim,
+            chunk_size=chunk_size,
+            backend=backend,
+        )
+        self.out = nn.Linear(d_model, 1)
+
+    def forward(self, nodes: Tensor) -> Tensor:
+        batch, _, n_steps, _ = nodes.shape
+        similarity = pair_cosine(nodes)  # (B, P, T)
+        lifted = self.lift(similarity.reshape(-1, n_steps, 1))  # (B*P, T, d_model)
+        mixed = run_stack(self.mamba, lifted, self.checkpointing)
+        weights = F.softplus(self.out(mixed)).view(batch, -1, n_steps)  # (B, P, T)
+        dense = pairs_to_dense(weights, self.n_nodes)  # (B, T, N, N)
+        return topk_adjacency(dense, self.top_k)
+
+    def extra_repr(self) -> str:
+        return f"n_nodes={self.n_nodes}, top_k={self.top_k}"

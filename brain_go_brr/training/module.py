@@ -1,0 +1,352 @@
+"""The LightningModule: focal-loss training of an injected detector, whole-record validation.
+
+Batches are the DataModule's dicts (``brain_go_brr.data.datamodule``)::
+
+    x       (B, 19, 15360) float16   cast to float32 here, on the device
+    y       (B, 15360)     float32   per-sample label in {0, 1}
+    record  (B,)           int64     record index within the split
+    start   (B,)           int64     window start in samples at 256 Hz
+
+Training: focal loss on per-sample logits, AdamW with parameter groups and a per-step
+warm-up + cosine schedule (:mod:`brain_go_brr.training.optim`). A non-finite loss skips the
+step on every rank (no backward, no optimizer update), is counted in
+``train/nonfinite_steps``, and ``max_consecutive_nonfinite`` of them in a row stop the run
+with :class:`NonFiniteLossError`.
+
+Validation works on whole dev recordings, never on separate windows:
+
+1. each window's probabilities are added into its record's running sum and count
+   (:class:`RecordAccumulator`), so memory grows with the recordings, not the windows;
+2. at the end of the epoch every rank turns its (whole) records into stitched tracks; the
+   tracks are gathered on rank zero (the DataModule gives each rank whole records);
+3. rank zero post-processes and scores them with the project's scorer and broadcasts the
+   numbers, so every rank logs the same values (only rank zero's logger writes).
+
+Logged keys: ``train/loss``, ``train/lr``, ``train/nonfinite_steps``, ``val/loss``,
+``val/auroc``, ``val/sens_at_{1,2.5,5,10}fa``, ``val/fa_per_24h`` (OVLP false alarms per
+24 h at the configured post-processing), ``val/sensitivity`` (OVLP, same setting),
+``val/n_records``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from brain_go_brr.evaluation.metrics import FA_TARGETS, RecordTrack, fa_key, flatten, score_tracks
+from brain_go_brr.post.postprocess import PostConfig
+from brain_go_brr.training.losses import FocalLoss
+from brain_go_brr.training.optim import OptimConfig, build_adamw, build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive training steps had a NaN or infinite loss."""
+
+
+class RecordAccumulator:
+    """Per-record running sum and count of window probabilities (the mean = the stitched track).
+
+    Equivalent to :func:`brain_go_brr.post.stitch.stitch_windows` over all of a record's
+    windows, but fed one batch at a time. Arrays are allocated on a record's first window:
+    ``sum`` float32 and ``count`` uint8 (a sample is covered by at most 60 s / stride windows).
+
+    Args:
+        n_samples: length of each record of the split at 256 Hz, by record index.
+    """
+
+    def __init__(self, n_samples: Sequence[int]) -> None:
+        self.n_samples = [int(n) for n in n_samples]
+        self.sums: dict[int, np.ndarray] = {}
+        self.counts: dict[int, np.ndarray] = {}
+
+    def add(self, probs: np.ndarray, records: np.ndarray, starts: np.ndarray) -> None:
+        """Add ``probs`` (B, L) of windows starting at ``starts`` (B,) in ``records`` (B,)."""
+        length = probs.shape[1]
+        for p, r, s in zip(probs, records.tolist(), starts.tolist(), strict=True):
+            n = self.n_samples[r]
+            if r not in self.sums:
+                self.sums[r] = np.zeros(n, dtype=np.float32)
+                self.counts[r] = np.zeros(n, dtype=np.uint8)
+            stop = min(s + length, n)  # samples past the record are zero padding
+            self.sums[r][s:stop] += p[: stop - s]
+            self.counts[r][s:stop] += 1
+
+    def complete_tracks(self) -> tuple[dict[int, np.ndarray], list[int]]:
+        """Stitched ``(n_samples,)`` float32 tracks of the records every sample of which was
+        covered, and the indices of records seen only in part (``limit_val_batches``)."""
+        tracks: dict[int, np.ndarray] = {}
+        partial: list[int] = []
+        for r in sorted(self.sums):
+            count = self.counts.pop(r)
+            total = self.sums.pop(r)
+            if count.min() == 0:
+                partial.append(r)
+                continue
+            tracks[r] = total / count
+        return tracks, partial
+
+
+class SeizureDetectorModule(L.LightningModule):
+    """Trains and validates an injected per-sample seizure detector.
+
+    Args:
+        detector: ``(B, 19, T)`` float -> ``(B, T)`` logits (e.g. ``V3Detector``).
+        optim: AdamW and schedule settings.
+        focal_alpha, focal_gamma: focal loss parameters.
+        post: post-processing used for validation events.
+        max_consecutive_nonfinite: this many non-finite losses in a row stop the run.
+        n_example_traces: records plotted each validation epoch (those with seizures first).
+        plots_dir: where validation PNGs go (``None``: no plots).
+        model_config: the detector's plain config, stored in checkpoints for evaluation.
+    """
+
+    def __init__(
+        self,
+        detector: nn.Module,
+        optim: OptimConfig | None = None,
+        focal_alpha: float = 0.5,
+        focal_gamma: float = 2.0,
+        post: PostConfig | None = None,
+        max_consecutive_nonfinite: int = 20,
+        n_example_traces: int = 3,
+        plots_dir: str | Path | None = None,
+        model_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.detector = detector
+        self.optim_cfg = optim or OptimConfig()
+        self.loss_fn = FocalLoss(focal_alpha, focal_gamma)
+        self.post_cfg = post or PostConfig()
+        self.max_consecutive_nonfinite = int(max_consecutive_nonfinite)
+        self.n_example_traces = int(n_example_traces)
+        self.plots_dir = Path(plots_dir) if plots_dir is not None else None
+        # Plain values only: checkpoints must load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                "optim": {**asdict(self.optim_cfg), "betas": list(self.optim_cfg.betas)},
+                "focal_alpha": focal_alpha,
+                "focal_gamma": focal_gamma,
+                "post": asdict(self.post_cfg),
+                "max_consecutive_nonfinite": self.max_consecutive_nonfinite,
+                "model": model_config or {},
+            }
+        )
+        # Validation gives each rank whole records: with fewer records than ranks, some
+        # ranks have nothing to validate, and that is fine (they still join the gather).
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+        self.nonfinite_steps = 0
+        self._nonfinite_run = 0
+        self._val_acc: RecordAccumulator | None = None
+        self._val_loss_sum = 0.0
+        self._val_loss_windows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 19, T)`` -> ``(B, T)`` logits (input cast to float32)."""
+        logits: torch.Tensor = self.detector(x.float())
+        return logits
+
+    # -- training ------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        logits = self(batch["x"])  # (B, T)
+        loss = self.loss_fn(logits.float(), batch["y"])
+        finite = bool(torch.isfinite(loss).item())
+        # Every rank must take the same branch, or DDP waits forever for missing gradients.
+        bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
+        if self.trainer.world_size > 1:
+            torch.distributed.all_reduce(bad)
+        all_finite = bad.item() == 0.0
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
+        if not all_finite:
+            self.nonfinite_steps += 1
+            self._nonfinite_run += 1
+            self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True)
+            log.warning(
+                "step %d: non-finite training loss (%s on this rank); step skipped "
+                "(%d in a row, %d in all)",
+                self.global_step,
+                loss.item(),
+                self._nonfinite_run,
+                self.nonfinite_steps,
+            )
+            if self._nonfinite_run >= self.max_consecutive_nonfinite:
+                raise NonFiniteLossError(
+                    f"{self._nonfinite_run} consecutive training steps had a non-finite loss "
+                    f"(step {self.global_step}); the run is diverging. Lower optim.lr, keep "
+                    "trainer.gradient_clip_val set, try trainer.precision=32-true, or check the "
+                    "input cache for NaN (brain-go-brr prepare writes prepare_report.json); "
+                    "module.max_consecutive_nonfinite sets the limit"
+                )
+            return None  # Lightning skips backward and the optimizer update
+        self._nonfinite_run = 0
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_adamw(self.detector, self.optim_cfg)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(optimizer, self.optim_cfg, total_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    def on_train_start(self) -> None:
+        # Lightning hands a resumable loader its saved position only when it builds the
+        # loader after restoring a checkpoint; trainer.estimated_stepping_batches (in
+        # configure_optimizers) built it before, so the position is handed over here, before
+        # the first batch is drawn (a no-op unless resuming mid-epoch).
+        self.trainer.fit_loop._load_combined_loader_states()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nonfinite_steps"] = self.nonfinite_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _val_records(self) -> list[Any]:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "split_records"):
+            raise RuntimeError(
+                "validation needs the DataModule's split_records(): pass a TUSZDataModule "
+                "to trainer.fit(datamodule=...)"
+            )
+        return list(dm.split_records(dm.splits["val"]))
+
+    def on_validation_epoch_start(self) -> None:
+        records = self._val_records()
+        self._val_acc = RecordAccumulator([r.n_samples for r in records])
+        self._val_loss_sum = 0.0
+        self._val_loss_windows = 0
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["x"]).float()  # (B, T)
+        loss = self.loss_fn(logits, batch["y"])
+        n = int(logits.shape[0])
+        self._val_loss_sum += float(loss) * n
+        self._val_loss_windows += n
+        assert self._val_acc is not None
+        self._val_acc.add(
+            torch.sigmoid(logits).cpu().numpy(),
+            batch["record"].cpu().numpy(),
+            batch["start"].cpu().numpy(),
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        assert self._val_acc is not None
+        strategy = self.trainer.strategy
+        local_tracks, local_partial = self._val_acc.complete_tracks()
+        self._val_acc = None
+        loss_stats = torch.tensor(
+            [self._val_loss_sum, float(self._val_loss_windows)], dtype=torch.float64
+        )
+        if self.trainer.world_size > 1:
+            loss_stats = strategy.reduce(loss_stats.to(self.device), reduce_op="sum").cpu()
+            gathered = _gather_objects((local_tracks, local_partial))
+        else:
+            gathered = [(local_tracks, local_partial)]
+        metrics: dict[str, float] = {}
+        if self.trainer.is_global_zero:
+            tracks: dict[int, np.ndarray] = {}
+            partial: list[int] = []
+            for t, p in gathered:
+                tracks.update(t)
+                partial.extend(p)
+            metrics = self._score(tracks, partial)
+        metrics = strategy.broadcast(metrics, src=0)
+        windows = float(loss_stats[1])
+        metrics["val/loss"] = float(loss_stats[0]) / windows if windows else math.nan
+        self.log_dict(metrics, sync_dist=False)
+
+    def _score(self, tracks: dict[int, np.ndarray], partial: list[int]) -> dict[str, float]:
+        """Post-process and score the stitched tracks (rank zero); plots when asked."""
+        records = self._val_records()
+        if partial:
+            log.warning(
+                "validation: %d record(s) only partly covered (limit_val_batches?) are left "
+                "out of scoring; %d whole record(s) scored",
+                len(partial),
+                len(tracks),
+            )
+        if not tracks:
+            log.warning("validation: no whole record was covered; sensitivities reported as 0")
+            zero = {f"val/sens_at_{fa_key(r)}fa": 0.0 for r in FA_TARGETS}
+            return {**zero, "val/auroc": math.nan, "val/fa_per_24h": math.nan,
+                    "val/sensitivity": 0.0, "val/n_records": 0.0}  # fmt: skip
+        inputs = [
+            RecordTrack(
+                record_id=records[r].record_id,
+                subject=records[r].patient,
+                duration_s=records[r].duration_s,
+                reference=list(records[r].seizures),
+                prob=track,
+            )
+            for r, track in sorted(tracks.items())
+        ]
+        result: dict[str, Any] = score_tracks(inputs, self.post_cfg, fa_targets=FA_TARGETS)
+        metrics = flatten(result, "val")  # sens_at_<k>fa is 0.0 where no threshold gets there
+        metrics["val/auroc"] = _num(result.get("auroc"))  # NaN: dev subset without seizures
+        metrics["val/sensitivity"] = _num(result["ovlp"]["sensitivity"])
+        metrics["val/fa_per_24h"] = _num(result["ovlp"]["fa_per_24h"])
+        metrics["val/n_records"] = float(len(inputs))
+        if self.plots_dir is not None and not self.trainer.sanity_checking:
+            self._plot(inputs, result)
+        return metrics
+
+    def _plot(self, inputs: Sequence[Any], result: dict[str, Any]) -> None:
+        """The sensitivity-FA/24h curve and a few probability traces, as PNGs (+ W&B images)."""
+        from brain_go_brr.evaluation.plots import plot_record_trace, plot_sens_fa_curve
+        from brain_go_brr.post.postprocess import postprocess
+
+        assert self.plots_dir is not None
+        epoch_dir = self.plots_dir / f"epoch_{self.current_epoch:03d}"
+        paths: dict[str, Path] = {}
+        curve = result.get("curve")
+        if curve:
+            paths["val/sens_fa_curve"] = plot_sens_fa_curve(
+                {"ovlp": [(p["fa_per_24h"], p["sensitivity"]) for p in curve]},
+                epoch_dir / "sens_fa_curve.png",
+                fa_targets=FA_TARGETS,
+            )
+        with_seizures = [t for t in inputs if t.reference]
+        examples = (with_seizures + [t for t in inputs if not t.reference])[: self.n_example_traces]
+        for i, rec in enumerate(examples):
+            paths[f"val/trace_{i}"] = plot_record_trace(
+                rec.prob,
+                rec.reference,
+                postprocess(rec.prob, self.post_cfg),
+                epoch_dir / f"trace_{rec.record_id}.png",
+                tau_on=self.post_cfg.tau_on,
+                tau_off=self.post_cfg.tau_off,
+                title=f"{rec.record_id} (epoch {self.current_epoch})",
+            )
+        log_image = getattr(self.logger, "log_image", None)
+        if log_image is not None:
+            for key, path in paths.items():
+                log_image(key=key, images=[str(path)], step=self.global_step)
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` on rank zero (a list in rank order; empty on other ranks)."""
+    rank_zero = torch.distributed.get_rank() == 0
+    out: list[Any] | None = [None] * torch.distributed.get_world_size() if rank_zero else None
+    torch.distributed.gather_object(obj, out, dst=0)
+    return out or []

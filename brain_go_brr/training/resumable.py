@@ -1,0 +1,66 @@
+"""Exact mid-epoch resume: a training loader that remembers how far into the epoch it got.
+
+Lightning saves and restores the state of a training loader that has ``state_dict`` /
+``load_state_dict`` and, when a run restarts mid-epoch, loads it before iterating. This
+wrapper counts the batches it has served in the current epoch; after a restart it serves
+the same epoch (the balanced sampler's draw depends only on ``(seed, epoch)``, set by
+Lightning before the first batch is fetched) minus the batches already trained on, so a
+resumed run sees exactly the batches an uninterrupted one would.
+
+Skipped batches are read and dropped rather than cut from the sampler: the sampler stays
+the data pipeline's business, and reading costs little next to a training step (the
+loader's share of step time is in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+_OWN_ATTRIBUTES = frozenset({"loader", "_served", "_skip"})
+
+
+class ResumableLoader:
+    """Wraps a DataLoader; ``state_dict()`` is ``{"batches_served": n}`` of the current epoch.
+
+    Attribute access falls through to the wrapped loader, so Lightning still finds
+    ``sampler`` / ``batch_sampler`` (for ``set_epoch``) and ``dataset``.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self._served = 0
+        self._skip = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes this wrapper does not define itself.
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets e.g. ``worker_init_fn`` on the loader it is given; it belongs inside.
+        if name in _OWN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.loader, name, value)
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: the wrapped loader (and its sampler's draw) is only created on the
+        # first ``next``, after Lightning has called ``set_epoch`` for this epoch.
+        skip, self._skip = self._skip, 0
+        self._served = 0
+        for batch in self.loader:
+            self._served += 1
+            if self._served <= skip:
+                continue
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches_served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._skip = int(state["batches_served"])

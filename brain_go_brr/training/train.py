@@ -1,0 +1,237 @@
+"""``train(cfg) -> metrics``: everything ``python train.py`` does, callable from tests.
+
+The config is ``conf/train.yaml`` composed by Hydra. This is the only place (with
+``train.py``) that reads it: the detector is built by ``hydra.utils.instantiate`` from
+``cfg.model`` and handed to the LightningModule, which sees plain values only.
+
+Run folder (``paths.output_dir``, by default ``runs/<run_name>``)::
+
+    checkpoints/best.ckpt   best val/sens_at_10fa so far
+    checkpoints/last.ckpt   end of the last epoch, or the last mid-epoch save
+    plots/epoch_NNN/        validation sensitivity-FA curve and example traces
+    config.yaml             the resolved config
+    model_summary.txt       live parameters per top-level block
+    wandb/ or csv/          logger output
+
+``ckpt_path=last`` resumes from ``checkpoints/last.ckpt`` of the same run folder (same
+``run_name``); any other value is a checkpoint path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from brain_go_brr.io import atomic_write_text
+from brain_go_brr.post.postprocess import PostConfig
+from brain_go_brr.training.callbacks import AtomicCheckpointIO, RandomStateCallback
+from brain_go_brr.training.module import SeizureDetectorModule
+from brain_go_brr.training.optim import OptimConfig
+from brain_go_brr.training.resumable import ResumableLoader
+
+log = logging.getLogger(__name__)
+
+CKPT_SUBDIR = "checkpoints"
+LAST_CKPT = "last.ckpt"
+BEST_CKPT = "best.ckpt"
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's weights do not fit the model the config describes."""
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def model_summary(model: nn.Module) -> str:
+    """Trainable parameters per top-level block and in total (the honest live count)."""
+    lines = [f"{'block':<24}{'parameters':>14}"]
+    total = 0
+    for name, child in model.named_children():
+        n = sum(p.numel() for p in child.parameters() if p.requires_grad)
+        total += n
+        lines.append(f"{name:<24}{n:>14,}")
+    own = sum(p.numel() for p in model.parameters(recurse=False) if p.requires_grad)
+    if own:
+        lines.append(f"{'(own)':<24}{own:>14,}")
+        total += own
+    lines.append(f"{'total':<24}{total:>14,}")
+    return "\n".join(lines)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, ckpt_dir: Path) -> str | None:
+    """``None`` (fresh start), ``last`` -> ``ckpt_dir/last.ckpt``, or an existing path."""
+    if ckpt_path in (None, ""):
+        return None
+    path = ckpt_dir / LAST_CKPT if ckpt_path == "last" else Path(str(ckpt_path)).expanduser()
+    if not path.is_file():
+        hint = (
+            f"no {LAST_CKPT} in {ckpt_dir}: resume with the run_name (and paths.root) of the "
+            "run to continue, or drop ckpt_path to start fresh"
+            if ckpt_path == "last"
+            else "check the path, or use ckpt_path=last to continue this run"
+        )
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: {path} not found; {hint}")
+    return str(path)
+
+
+def _check_fresh_start(ckpt_dir: Path, ckpt_path: str | None) -> None:
+    if ckpt_path is None and (ckpt_dir / LAST_CKPT).exists():
+        raise FileExistsError(
+            f"{ckpt_dir} already holds checkpoints of an earlier run; continue it with "
+            "ckpt_path=last, or start a new run with another run_name (or delete the folder)"
+        )
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """The loggers of ``cfg.logger`` (a mapping of name -> instantiable config; may be empty)."""
+    return [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    configs = (cfg.get("callbacks") or {}).values()
+    callbacks = [hydra.utils.instantiate(c) for c in configs if c is not None]
+    return [*callbacks, RandomStateCallback()]
+
+
+def _resumable_train_loader(dm: L.LightningDataModule) -> None:
+    """Wrap the DataModule's training loader in :class:`ResumableLoader` (exact mid-epoch resume)."""
+    build = dm.train_dataloader
+
+    def train_dataloader() -> ResumableLoader:
+        return ResumableLoader(build())
+
+    dm.train_dataloader = train_dataloader  # type: ignore[method-assign]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the detector ``cfg`` describes; returns the final logged metrics.
+
+    The returned dict holds every ``train/*`` and ``val/*`` number logged last (floats),
+    plus ``best_ckpt_path`` and ``last_ckpt_path`` (strings, empty when not written).
+    """
+    from brain_go_brr.data.datamodule import datamodule_from_config
+
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_dir = output_dir / CKPT_SUBDIR
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), ckpt_dir)
+    _check_fresh_start(ckpt_dir, ckpt_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    L.seed_everything(int(cfg.seed), workers=True)
+    if cfg.hardware.get("matmul_precision"):
+        torch.set_float32_matmul_precision(str(cfg.hardware.matmul_precision))
+
+    datamodule = datamodule_from_config(cfg.data)  # data=synthetic generates on first use
+    _resumable_train_loader(datamodule)
+
+    detector: nn.Module = hydra.utils.instantiate(cfg.model)
+    summary = model_summary(detector)
+    log.info("model %s\n%s", type(detector).__name__, summary)
+    atomic_write_text(output_dir / "model_summary.txt", summary + "\n")
+    module = SeizureDetectorModule(
+        detector,
+        optim=OptimConfig(**_plain(cfg.optim)),
+        focal_alpha=float(cfg.loss.alpha),
+        focal_gamma=float(cfg.loss.gamma),
+        post=PostConfig(**_plain(cfg.post)),
+        max_consecutive_nonfinite=int(cfg.module.max_consecutive_nonfinite),
+        n_example_traces=int(cfg.module.n_example_traces),
+        plots_dir=output_dir / "plots" if cfg.module.plots else None,
+        model_config=_plain(cfg.model),
+    )
+
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=build_callbacks(cfg),
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+    )
+    for lg in trainer.loggers:
+        lg.log_hyperparams(
+            {
+                "config": _plain(cfg),
+                "model/parameters": sum(p.numel() for p in detector.parameters()),
+            }
+        )
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        # A later run in this process (tests, sweeps) must be able to start its own group.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    metrics: dict[str, Any] = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1
+    }
+    best, last = ckpt_dir / BEST_CKPT, ckpt_dir / LAST_CKPT
+    metrics["best_ckpt_path"] = str(best) if best.exists() else ""
+    metrics["last_ckpt_path"] = str(last) if last.exists() else ""
+    return metrics
+
+
+def load_detector(
+    ckpt_path: str | Path, model_cfg: Mapping[str, Any] | DictConfig | None = None
+) -> nn.Module:
+    """The detector of a training checkpoint, in eval mode on the CPU.
+
+    Reads with ``torch.load(weights_only=True)`` (no code runs from the file). ``model_cfg``
+    is a ``conf/model/*.yaml`` config (with ``_target_``); ``None`` uses the model config
+    stored in the checkpoint. A checkpoint that does not fit the model raises
+    :class:`CheckpointMismatchError` naming the missing, unexpected and mis-shaped keys.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" not in checkpoint:
+        raise CheckpointMismatchError(
+            f"{path}: not a brain-go-brr training checkpoint (no 'state_dict'; keys: "
+            f"{sorted(checkpoint)[:10]})"
+        )
+    if model_cfg is None:
+        model_cfg = checkpoint.get("hyper_parameters", {}).get("model")
+        if not model_cfg:
+            raise CheckpointMismatchError(
+                f"{path}: holds no model config; pass the model config (e.g. model=v3_tiny)"
+            )
+    detector: nn.Module = hydra.utils.instantiate(_plain(model_cfg))
+    prefix = "detector."
+    weights = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    expected = detector.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(weights) & set(expected)
+        if weights[k].shape != expected[k].shape
+    )
+    if missing or unexpected or shapes:
+
+        def few(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+
+        raise CheckpointMismatchError(
+            f"{path} does not match the model config: "
+            f"missing {len(missing)} [{few(missing)}]; unexpected {len(unexpected)} "
+            f"[{few(unexpected)}]; shape differs {len(shapes)} [{few(shapes)}]. Use the "
+            "model=... (and pe=...) the checkpoint was trained with (stored in its "
+            "hyper_parameters['model'], used when model_cfg is None)"
+        )
+    detector.load_state_dict(weights, strict=True)
+    return detector.eval()

@@ -1,0 +1,122 @@
+"""Edge stream pieces (pair features, adjacency) and the batched SSGConv graph network."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from brain_go_brr.data.channels import PAIRS
+from brain_go_brr.models.edge_stream import pair_cosine, pairs_to_dense, topk_adjacency
+from brain_go_brr.models.gnn import GraphNetwork, dense_to_edge_index
+
+
+def test_pair_cosine_follows_the_channels_pairs_order() -> None:
+    nodes = torch.randn(2, 19, 5, 8, generator=torch.Generator().manual_seed(0))
+    nodes[1, 4] = 0  # a silent electrode: similarity 0, not NaN
+    similarity = pair_cosine(nodes)  # (2, 171, 5)
+    assert similarity.shape == (2, 171, 5)
+    expected = torch.stack(
+        [F.cosine_similarity(nodes[:, i], nodes[:, j], dim=-1, eps=1e-6) for i, j in PAIRS], dim=1
+    )
+    torch.testing.assert_close(similarity, expected, atol=1e-6, rtol=1e-5)
+    assert torch.equal(similarity[1, PAIRS.index((4, 9))], torch.zeros(5))
+
+
+def test_pairs_to_dense_is_symmetric_with_zero_diagonal() -> None:
+    weights = torch.arange(1, 172, dtype=torch.float32).view(1, 171, 1)
+    dense = pairs_to_dense(weights, 19)[0, 0]  # (19, 19)
+    assert torch.equal(dense, dense.T)
+    assert torch.equal(dense.diagonal(), torch.zeros(19))
+    for index, (i, j) in enumerate(PAIRS):
+        assert dense[i, j] == index + 1
+
+
+def test_topk_keeps_each_nodes_strongest_edges_symmetrically() -> None:
+    # 5 nodes, k=1: node 0's best is 1; 1's best is 0; 2's best is 1; 3's best is 4; 4's is 3
+    weights = torch.tensor(
+        [
+            [0.0, 0.9, 0.1, 0.2, 0.3],
+            [0.9, 0.0, 0.8, 0.1, 0.1],
+            [0.1, 0.8, 0.0, 0.2, 0.1],
+            [0.2, 0.1, 0.2, 0.0, 0.7],
+            [0.3, 0.1, 0.1, 0.7, 0.0],
+        ]
+    )
+    adjacency = topk_adjacency(weights, k=1)
+    expected = torch.zeros(5, 5)
+    for i, j in [(0, 1), (1, 2), (3, 4)]:
+        expected[i, j] = expected[j, i] = weights[i, j]
+    torch.testing.assert_close(adjacency, expected)
+
+
+def test_topk_adjacency_on_random_weights_and_isolated_nodes() -> None:
+    generator = torch.Generator().manual_seed(1)
+    pair_weights = torch.rand(2, 171, 4, generator=generator)
+    pair_weights[1, :, 2] = 0  # an all-zero step: every node is isolated
+    adjacency = topk_adjacency(pairs_to_dense(pair_weights, 19), k=3)  # (2, 4, 19, 19)
+    assert torch.equal(adjacency, adjacency.transpose(-1, -2))
+    off_diagonal = adjacency * (1 - torch.eye(19))
+    degree = (off_diagonal > 0).sum(-1)
+    live = torch.ones(2, 4, dtype=torch.bool)
+    live[1, 2] = False
+    assert bool((degree[live] >= 3).all())
+    # every kept edge is among the top 3 of at least one of its ends
+    dense = pairs_to_dense(pair_weights, 19)
+    third = dense.topk(3, dim=-1).values[..., -1:]  # (2, 4, 19, 1)
+    kept = off_diagonal > 0
+    in_top = dense >= third
+    assert bool((~kept | in_top | in_top.transpose(-1, -2)).all())
+    assert torch.equal(adjacency.diagonal(dim1=-2, dim2=-1)[live], torch.zeros(int(live.sum()), 19))
+    assert torch.equal(adjacency[1, 2], torch.eye(19))
+
+
+def test_edge_index_equals_a_per_graph_loop_reference() -> None:
+    generator = torch.Generator().manual_seed(2)
+    adjacency = torch.rand(3, 5, 5, generator=generator) * (
+        torch.rand(3, 5, 5, generator=generator) > 0.6
+    )
+    edge_index, edge_weight = dense_to_edge_index(adjacency)
+    sources, targets, weights = [], [], []
+    for graph in range(3):
+        for i in range(5):
+            for j in range(5):
+                if adjacency[graph, i, j] != 0:
+                    sources.append(graph * 5 + i)
+                    targets.append(graph * 5 + j)
+                    weights.append(adjacency[graph, i, j])
+    assert edge_index.tolist() == [sources, targets]
+    torch.testing.assert_close(edge_weight, torch.stack(weights))
+
+
+def _dense_ssg(layer: torch.nn.Module, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+    """SSGConv by dense matrices: (alpha X + (1-alpha)/K sum_k S^k X) W + b, S = D^-1/2 (A+I) D^-1/2."""
+    n = adjacency.shape[-1]
+    has_loop = adjacency.diagonal(dim1=-2, dim2=-1) != 0
+    with_loops = adjacency + torch.diag_embed((~has_loop).float())
+    inv_sqrt = with_loops.sum(-1).rsqrt()
+    propagate = inv_sqrt[..., :, None] * with_loops * inv_sqrt[..., None, :]  # (G, N, N)
+    x = x.view(-1, n, x.shape[-1])  # (G, N, F)
+    out, power = layer.alpha * x, x
+    for _ in range(layer.K):
+        power = propagate.transpose(-1, -2) @ power
+        out = out + (1 - layer.alpha) / layer.K * power
+    return layer.lin(out).reshape(-1, layer.lin.out_channels)
+
+
+def test_graph_network_equals_dense_matrix_propagation() -> None:
+    torch.manual_seed(3)
+    gnn = GraphNetwork(d_model=6, pe_dim=3, alpha=0.05, hops=2)
+    adjacency = torch.zeros(1, 2, 4, 4)
+    adjacency[0, 0, 0, 1] = adjacency[0, 0, 1, 0] = 0.5  # step 0: path 0-1-2, node 3 isolated
+    adjacency[0, 0, 1, 2] = adjacency[0, 0, 2, 1] = 2.0
+    adjacency[0, 0, 3, 3] = 1.0  # its self-loop, as topk_adjacency would give it
+    adjacency[0, 1] = torch.tensor(  # step 1: a weighted, asymmetric-degree graph
+        [[0, 1.0, 0.3, 0], [1.0, 0, 0, 0.2], [0.3, 0, 0, 1.5], [0, 0.2, 1.5, 0]]
+    )
+    nodes = torch.randn(1, 2, 4, 6)
+    pe = torch.randn(1, 2, 4, 3)
+    out = gnn(nodes, pe, adjacency)
+    flat_adjacency = adjacency.view(2, 4, 4)
+    hidden = F.gelu(_dense_ssg(gnn.conv1, torch.cat([nodes, pe], -1).view(-1, 9), flat_adjacency))
+    expected = nodes + _dense_ssg(gnn.conv2, hidden, flat_adjacency).view(1, 2, 4, 6)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

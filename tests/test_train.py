@@ -1,0 +1,300 @@
+"""train(cfg) end to end on a tiny synthetic corpus: presets, metric keys, resume, loading.
+
+The detector is ``model=v3_tiny`` and windows are 16 s (the model takes any length that is
+a multiple of its downsampling), so each run takes seconds on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import DataLoader
+
+from brain_go_brr.paths import conf_dir
+from brain_go_brr.training import CheckpointMismatchError, load_detector, train
+from brain_go_brr.training.module import NonFiniteLossError, SeizureDetectorModule
+
+# The module, not the function of the same name that brain_go_brr.training exports.
+train_mod = importlib.import_module("brain_go_brr.training.train")
+REPO = Path(__file__).resolve().parents[1]
+HARDWARE = sorted(p.stem for p in (conf_dir() / "hardware").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+DEBUG = sorted(p.stem for p in (conf_dir() / "debug").glob("*.yaml"))
+LOGGERS = sorted(p.stem for p in (conf_dir() / "logger").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A 4-patient synthetic corpus, generated and prepared through data=synthetic itself."""
+    from brain_go_brr.data.datamodule import datamodule_from_config
+
+    base = tmp_path_factory.mktemp("train_corpus")
+    paths = {"root": str(base / "corpus"), "cache_dir": str(base / "cache")}
+    cfg = _compose([f"data.{k}={v}" for k, v in paths.items()])
+    datamodule_from_config(cfg.data)  # first use: generates, then prepares
+    assert (base / "corpus" / "synth_manifest.json").exists()
+    return paths
+
+
+def _compose(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    base = [
+        "hardware=cpu",
+        "model=v3_tiny",
+        "logger=none",
+        "data.synthetic.n_patients=4",
+        "data.synthetic.hours=0.25",
+        "data.synthetic.seed=5",
+        "data.window_s=16",
+        "data.train_stride_s=8",
+        "data.eval_stride_s=16",
+        "data.batch_size=2",
+        "data.eval_batch_size=16",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "module.plots=false",
+        f"paths.output_dir={output_dir or '.'}",
+    ]
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("train", overrides=[*base, *overrides])
+
+
+def _cfg(corpus: dict[str, str], tmp: Path, overrides: list[str] = ()) -> DictConfig:  # type: ignore[assignment]
+    data = [f"data.{k}={v}" for k, v in corpus.items()]
+    return _compose([*data, *overrides], output_dir=tmp)
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [("hardware", h) for h in HARDWARE]
+    + [("experiment", e) for e in EXPERIMENTS]
+    + [("debug", d) for d in DEBUG],
+)
+def test_every_preset_and_experiment_runs_fast_dev_run(
+    group: str, option: str, corpus: dict[str, str], tmp_path: Path
+) -> None:
+    cfg = _cfg(corpus, tmp_path, [f"{group}={option}", "trainer.fast_dev_run=true"])
+    if group == "hardware":
+        assert cfg.hardware.name == option
+        # This machine has no GPU: the GPU presets' device settings are replaced by the cpu
+        # preset's here, explicitly; batch size and PE mode stay the preset's.
+        with open_dict(cfg):
+            cfg.trainer.accelerator = "cpu"
+            cfg.trainer.precision = "32-true"
+            cfg.data.pin_memory = False
+            cfg.data.num_workers = 0
+            cfg.data.batch_size = min(int(cfg.data.batch_size), 2)
+    if group == "experiment":
+        # The experiment's own corpus would take minutes to generate; keep the tiny one.
+        with open_dict(cfg):
+            cfg.data.synthetic = {"n_patients": 4, "hours": 0.25, "seed": 5}
+            cfg.data.batch_size = 2
+            cfg.data.window_s, cfg.data.train_stride_s, cfg.data.eval_stride_s = 16, 8, 16
+    metrics = train(cfg)
+    assert math.isfinite(metrics["train/loss_step"])
+
+
+def _bare(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def test_hardware_presets_set_their_documented_values() -> None:
+    rtx = _bare(["hardware=rtx4090"])
+    assert (rtx.data.batch_size, rtx.trainer.precision, rtx.model.pe.mode) == (4, "32-true", "semi")
+    a100 = _bare(["hardware=a100"])
+    assert (a100.data.batch_size, a100.trainer.precision, a100.model.pe.mode) == (
+        64,
+        "bf16-mixed",
+        "dynamic",
+    )
+    # A choice on the command line beats the preset's.
+    assert _bare(["hardware=rtx4090", "pe=dynamic"]).model.pe.mode == "dynamic"
+
+
+@pytest.mark.parametrize("logger", LOGGERS)
+def test_logger_configs_compose(logger: str) -> None:
+    cfg = _compose([f"logger={logger}"])
+    if logger == "wandb":
+        assert cfg.logger.wandb.offline is True  # no network unless asked
+    assert set(cfg.logger) == ({logger} if logger != "none" else set())
+
+
+def test_optuna_sweep_config_targets_the_logged_metric() -> None:
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    assert cfg.optimized_metric == "val/sens_at_10fa"
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert set(cfg.hydra.sweeper.params) == {"optim.lr", "loss.alpha", "loss.gamma"}
+
+
+def test_monitored_key_is_logged_and_run_writes_checkpoints_logs_plots(
+    corpus: dict[str, str], tmp_path: Path
+) -> None:
+    cfg = _cfg(corpus, tmp_path, ["logger=wandb", "module.plots=true"])
+    metrics = train(cfg)
+    monitored = {c.monitor for c in cfg.callbacks.values() if c is not None and c.get("monitor")}
+    assert monitored == {"val/sens_at_10fa"}
+    for key in ("val/sens_at_10fa", "val/sens_at_2.5fa", "val/auroc", "val/loss",
+                "val/fa_per_24h", "train/nonfinite_steps"):  # fmt: skip
+        assert key in metrics, f"{key} not logged; logged: {sorted(metrics)}"
+    assert 0.0 <= metrics["val/sens_at_10fa"] <= 1.0
+    assert metrics["val/n_records"] >= 1
+    assert Path(metrics["best_ckpt_path"]).name == "best.ckpt"
+    assert Path(metrics["last_ckpt_path"]).is_file()
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    assert list((tmp_path / "plots" / "epoch_000").glob("trace_*.png"))
+    assert (tmp_path / "plots" / "epoch_000" / "sens_fa_curve.png").is_file()
+    # Everything in the checkpoint loads without unpickling code.
+    ckpt = torch.load(metrics["last_ckpt_path"], map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2
+
+    detector = load_detector(metrics["best_ckpt_path"])
+    with torch.no_grad():
+        probs = torch.sigmoid(detector(torch.zeros(1, 19, 4096)))
+    assert probs.shape == (1, 4096)
+    wrong = OmegaConf.to_container(cfg.model)
+    assert isinstance(wrong, dict)
+    wrong["node_dim"] = 16
+    with pytest.raises(CheckpointMismatchError, match="shape differs"):
+        load_detector(metrics["best_ckpt_path"], wrong)
+
+
+class _Crash(L.Callback):
+    """Kills the run after optimizer step ``at_step`` (before that step's checkpoint)."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.at_step:
+            raise KeyboardInterrupt  # what Ctrl-C (or a preemption signal) raises
+
+
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(
+    corpus: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2 epochs x 3 steps, last.ckpt every 2 steps; killed after step 5 (epoch 1, batch 1):
+    # the newest checkpoint is from step 4, mid-epoch, so the resumed run must skip exactly
+    # the epoch's first batch and redo step 5.
+    common = [
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "callbacks.last_checkpoint_mid_epoch.every_n_train_steps=2",
+        "optim.warmup_steps=1",
+        "optim.lr=3e-3",
+        "optim.min_lr_ratio=1.0",  # a constant lr: a wrong or repeated batch shows clearly
+    ]
+    full = train(_cfg(corpus, tmp_path / "full", common))
+
+    build = train_mod.build_callbacks
+    monkeypatch.setattr(train_mod, "build_callbacks", lambda cfg: [*build(cfg), _Crash(5)])
+    cfg = _cfg(corpus, tmp_path / "killed", common)
+    with pytest.raises(SystemExit):  # Lightning shuts down gracefully, then exits with 1
+        train(cfg)
+    monkeypatch.setattr(train_mod, "build_callbacks", build)
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    with pytest.raises(FileExistsError, match="ckpt_path=last"):
+        train(cfg)  # a fresh start would overwrite the run's checkpoints
+    resumed = train(_cfg(corpus, tmp_path / "killed", [*common, "ckpt_path=last"]))
+
+    ca = torch.load(full["last_ckpt_path"], weights_only=True)
+    cb = torch.load(resumed["last_ckpt_path"], weights_only=True)
+    assert (ca["global_step"], ca["epoch"]) == (cb["global_step"], cb["epoch"]) == (6, 1)
+    assert ca["state_dict"].keys() == cb["state_dict"].keys()
+    # Biases that feed a normalisation get rounding-level gradients, which Adam scales up to
+    # ~lr-sized noise; they do not change the function. So: weights within a few steps'
+    # worth (lr 3e-3, constant after warm-up) and, the real check, predictions within 1e-4.
+    for k, wa in ca["state_dict"].items():
+        torch.testing.assert_close(wa, cb["state_dict"][k], rtol=0, atol=1e-2, msg=k)
+    x = torch.randn(2, 19, 4096, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ya = load_detector(full["last_ckpt_path"])(x)
+        yb = load_detector(resumed["last_ckpt_path"])(x)
+    torch.testing.assert_close(ya, yb, rtol=0, atol=1e-4)
+    assert full["val/loss"] == pytest.approx(resumed["val/loss"], rel=1e-5)
+
+
+class _NaNFirst(torch.nn.Module):
+    """A linear per-sample detector whose output is NaN on batches marked by x[0, 0, 0] > 1e3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.w * x.mean(dim=1)  # (B, T)
+        return out * torch.where(x[:, :1, :1] > 1e3, torch.nan, 1.0)[:, 0]
+
+
+def _batches(marks: list[bool]) -> DataLoader:
+    out = []
+    for bad in marks:
+        x = torch.randn(2, 19, 32, generator=torch.Generator().manual_seed(len(out)))
+        if bad:
+            x[:, 0, 0] = 1e4
+        out.append({"x": x.half(), "y": (x.mean(1) > 0).float()})
+    return DataLoader(out, batch_size=None)
+
+
+def test_nonfinite_loss_skips_the_update_and_many_in_a_row_stop_the_run() -> None:
+    trainer_kw: dict[str, Any] = dict(
+        accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    module = SeizureDetectorModule(_NaNFirst(), max_consecutive_nonfinite=3)
+    before = module.detector.w.detach().clone()
+    L.Trainer(max_epochs=1, **trainer_kw).fit(module, _batches([True, True]))
+    assert module.nonfinite_steps == 2
+    assert torch.equal(module.detector.w.detach(), before)  # no update from a NaN step
+    L.Trainer(max_epochs=1, **trainer_kw).fit(module, _batches([False, True]))
+    assert module.nonfinite_steps == 3
+    assert not torch.equal(module.detector.w.detach(), before)
+
+    module = SeizureDetectorModule(_NaNFirst(), max_consecutive_nonfinite=3)
+    with pytest.raises(NonFiniteLossError, match="3 consecutive"):
+        L.Trainer(max_epochs=1, **trainer_kw).fit(module, _batches([True] * 4))
+
+
+def test_tusz_without_root_says_how_to_point_at_the_corpus(tmp_path: Path) -> None:
+    cfg = _bare(["data=tusz", "hardware=cpu", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(Exception, match=r"data\.root"):
+        train(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug, not yet fixed: with 2 gloo ranks one rank crashes (the peer reports "
+    "'Connection closed'); the dev split of this corpus has one record, so rank 1 validates "
+    "nothing",
+)
+def test_ddp_two_cpu_processes(corpus: dict[str, str], tmp_path: Path) -> None:
+    """``trainer.devices=2 trainer.strategy=ddp`` through train.py: two processes over gloo."""
+    args = [
+        sys.executable, str(REPO / "train.py"), "hardware=cpu", "model=v3_tiny", "logger=csv",
+        *(f"data.{k}={v}" for k, v in corpus.items()),
+        "data.synthetic.n_patients=4", "data.synthetic.hours=0.25", "data.synthetic.seed=5",
+        "data.window_s=16", "data.train_stride_s=8", "data.eval_stride_s=16",
+        "data.batch_size=1", "data.eval_batch_size=16", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2", "trainer.devices=2", "trainer.strategy=ddp",
+        "module.plots=false", f"paths.root={tmp_path}", "run_name=ddp",
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics_csv = next((tmp_path / "ddp" / "csv").glob("version_*/metrics.csv")).read_text()
+    assert "val/sens_at_10fa" in metrics_csv.splitlines()[0]
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2  # each rank took 2 steps on its own half of the batches
