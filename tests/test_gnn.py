@@ -120,3 +120,17 @@ def test_graph_network_equals_dense_matrix_propagation() -> None:
     hidden = F.gelu(_dense_ssg(gnn.conv1, torch.cat([nodes, pe], -1).view(-1, 9), flat_adjacency))
     expected = nodes + _dense_ssg(gnn.conv2, hidden, flat_adjacency).view(1, 2, 4, 6)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_edge_time_pool_holds_the_adjacency_within_blocks() -> None:
+    from brain_go_brr.models.edge_stream import EdgeStream
+
+    torch.manual_seed(4)
+    stream = EdgeStream(d_model=4, n_layers=1, d_state=4, headdim=4, time_pool=4)
+    nodes = torch.randn(1, 19, 10, 6)  # 10 steps: blocks 0-3, 4-7 and a padded 8-9
+    adjacency = stream(nodes)
+    assert adjacency.shape == (1, 10, 19, 19)
+    for block in (range(0, 4), range(4, 8), range(8, 10)):
+        for step in block:
+            assert torch.equal(adjacency[0, step], adjacency[0, block[0]])
+    assert not torch.equal(adjacency[0, 0], adjacency[0, 4])

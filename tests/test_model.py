@@ -102,9 +102,8 @@ def test_full_v3_batch_of_1_every_parameter_gets_a_finite_gradient_on_spikes() -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["dynamic", "semi"])
-def test_full_v3_shapes_on_a_60s_window(mode: str) -> None:
-    model = _model("v3", pe={"mode": mode, "interval": 5}).eval()
+def test_full_v3_shape_on_a_60s_window() -> None:
+    model = _model("v3").eval()
     with torch.no_grad():
         logits = model(torch.randn(1, 19, 15360, generator=torch.Generator().manual_seed(4)))
     assert logits.shape == (1, 15360)

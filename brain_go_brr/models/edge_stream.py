@@ -3,7 +3,8 @@
 1. Pair feature: cosine similarity of the node-stream features of electrodes ``i`` and ``j``
    at every time step, for the 171 pairs ``i < j`` in :data:`brain_go_brr.data.channels.PAIRS`
    order (one batched Gram matrix per step; no loop over pairs).
-2. Each pair's similarity sequence is lifted 1 -> ``d_model``, run through a bidirectional
+2. Each pair's similarity sequence (optionally averaged over blocks of ``time_pool`` steps)
+   is lifted 1 -> ``d_model``, run through a bidirectional
    Mamba2 stack (weights shared across pairs, batch ``B * 171``), projected ``d_model -> 1``
    and passed through softplus: a non-negative weight per pair and step.
 3. Adjacency per step: the dense symmetric matrix of those weights (zero diagonal), keep the
@@ -95,6 +96,9 @@ class EdgeStream(nn.Module):
         n_layers, d_state, d_conv, expand, headdim, chunk_size, backend: of the
             :class:`BiMamba2Stack` (``headdim`` must divide ``expand * d_model``).
         top_k: neighbours kept per node.
+        time_pool: run the sequence model on block means of this many steps and hold each
+            block's weights for its steps (1 = every step, as DESIGN.md specifies; larger
+            values trade adjacency time resolution for speed, used by ``v3_tiny`` on CPU).
 
     Shapes: node features (B, N, T, D) -> adjacency (B, T, N, N).
     """
@@ -111,13 +115,18 @@ class EdgeStream(nn.Module):
         chunk_size: int = 64,
         backend: str = "auto",
         top_k: int = 3,
+        time_pool: int = 1,
     ) -> None:
         super().__init__()
         if (expand * d_model) % headdim:
             raise ValueError(
                 f"edge stream: headdim={headdim} must divide expand*d_model={expand * d_model}"
             )
-        self.n_nodes, self.top_k = n_nodes, top_k
+        if time_pool < 1:
+            raise ValueError(
+                f"edge stream: edge_time_pool={time_pool} must be >= 1 (1 = no pooling)"
+            )
+        self.n_nodes, self.top_k, self.time_pool = n_nodes, top_k, time_pool
         self.checkpointing = False  # set by the owning model (V3Config.checkpointing)
         self.lift = nn.Linear(1, d_model)
         self.mamba = BiMamba2Stack(
@@ -135,11 +144,18 @@ class EdgeStream(nn.Module):
     def forward(self, nodes: Tensor) -> Tensor:
         batch, _, n_steps, _ = nodes.shape
         similarity = pair_cosine(nodes)  # (B, P, T)
-        lifted = self.lift(similarity.reshape(-1, n_steps, 1))  # (B*P, T, d_model)
+        pool = self.time_pool
+        if pool > 1:  # block means; the last block is padded by repeating its last step
+            similarity = F.pad(similarity, (0, -n_steps % pool), mode="replicate")
+            similarity = F.avg_pool1d(similarity, pool)  # (B, P, ceil(T / pool))
+        pooled_steps = similarity.shape[-1]
+        lifted = self.lift(similarity.reshape(-1, pooled_steps, 1))  # (B*P, T/pool, d_model)
         mixed = run_stack(self.mamba, lifted, self.checkpointing)
-        weights = F.softplus(self.out(mixed)).view(batch, -1, n_steps)  # (B, P, T)
+        weights = F.softplus(self.out(mixed)).view(batch, -1, pooled_steps)
+        if pool > 1:
+            weights = weights.repeat_interleave(pool, dim=-1)[..., :n_steps]  # (B, P, T)
         dense = pairs_to_dense(weights, self.n_nodes)  # (B, T, N, N)
         return topk_adjacency(dense, self.top_k)
 
     def extra_repr(self) -> str:
-        return f"n_nodes={self.n_nodes}, top_k={self.top_k}"
+        return f"n_nodes={self.n_nodes}, top_k={self.top_k}, time_pool={self.time_pool}"

@@ -59,6 +59,7 @@ class V3Config:
     edge_layers: int = 2
     edge_d_state: int = 8
     edge_headdim: int = 8
+    edge_time_pool: int = 1  # edge Mamba on block means of this many steps (1 = every step)
     # shared by both Mamba stacks
     d_conv: int = 4
     expand: int = 2
@@ -132,6 +133,7 @@ class V3Detector(nn.Module):
             chunk_size=cfg.edge_chunk_size,
             backend=cfg.mamba_backend,
             top_k=cfg.top_k,
+            time_pool=cfg.edge_time_pool,
         )
         self.edge_stream.checkpointing = cfg.checkpointing
         self.lpe = LaplacianPE(n, cfg.pe_dim, cfg.pe.mode, cfg.pe.interval)

@@ -142,9 +142,6 @@ class SeizureDetectorModule(L.LightningModule):
                 "model": model_config or {},
             }
         )
-        # Validation gives each rank whole records: with fewer records than ranks, some
-        # ranks have nothing to validate, and that is fine (they still join the gather).
-        self.allow_zero_length_dataloader_with_multiple_devices = True
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
         self._val_acc: RecordAccumulator | None = None
@@ -234,6 +231,8 @@ class SeizureDetectorModule(L.LightningModule):
         self._val_loss_windows = 0
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if batch["x"].shape[0] == 0:
+            return  # a DDP rank without dev records (EveryRankEvalLoader): joins the gather only
         logits = self(batch["x"]).float()  # (B, T)
         loss = self.loss_fn(logits, batch["y"])
         n = int(logits.shape[0])

@@ -36,7 +36,7 @@ from brain_go_brr.post.postprocess import PostConfig
 from brain_go_brr.training.callbacks import AtomicCheckpointIO, RandomStateCallback
 from brain_go_brr.training.module import SeizureDetectorModule
 from brain_go_brr.training.optim import OptimConfig
-from brain_go_brr.training.resumable import ResumableLoader
+from brain_go_brr.training.resumable import EveryRankEvalLoader, ResumableLoader
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,21 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [*callbacks, RandomStateCallback()]
 
 
-def _resumable_train_loader(dm: L.LightningDataModule) -> None:
-    """Wrap the DataModule's training loader in :class:`ResumableLoader` (exact mid-epoch resume)."""
-    build = dm.train_dataloader
+def _wrap_loaders(dm: L.LightningDataModule) -> None:
+    """Wrap the DataModule's training loader in :class:`ResumableLoader` (exact mid-epoch
+    resume) and its validation loader in :class:`EveryRankEvalLoader` (DDP ranks without dev
+    records still take part in validation). The loaders are built lazily by Lightning, once
+    the trainer knows each process's rank, so the wrapping happens at build time."""
+    build_train, build_val = dm.train_dataloader, dm.val_dataloader
 
     def train_dataloader() -> ResumableLoader:
-        return ResumableLoader(build())
+        return ResumableLoader(build_train())
+
+    def val_dataloader() -> EveryRankEvalLoader:
+        return EveryRankEvalLoader(build_val())
 
     dm.train_dataloader = train_dataloader  # type: ignore[method-assign]
+    dm.val_dataloader = val_dataloader  # type: ignore[method-assign]
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -134,7 +141,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_float32_matmul_precision(str(cfg.hardware.matmul_precision))
 
     datamodule = datamodule_from_config(cfg.data)  # data=synthetic generates on first use
-    _resumable_train_loader(datamodule)
+    _wrap_loaders(datamodule)
 
     detector: nn.Module = hydra.utils.instantiate(cfg.model)
     summary = model_summary(detector)
