@@ -56,7 +56,19 @@ def command_line() -> str:
         script = script.resolve().relative_to(BENCHMARKS_MD.parent)
     except ValueError:
         script = Path(script.name)
-    return " ".join(["python", shlex.quote(str(script)), *map(shlex.quote, sys.argv[1:])])
+    args = [_redact(arg) for arg in sys.argv[1:]]
+    return " ".join(["python", shlex.quote(str(script)), *map(shlex.quote, args)])
+
+
+def _redact(arg: str) -> str:
+    """Hide paths of this machine outside the repository (local copies of other projects)."""
+    path = Path(arg)
+    if not path.is_absolute():
+        return arg
+    try:
+        return str(path.resolve().relative_to(BENCHMARKS_MD.parent))
+    except ValueError:
+        return "PATH/TO/" + path.name
 
 
 def write_section(name: str, title: str, body_markdown: str) -> None:

@@ -53,8 +53,6 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from brain_go_brr.annotations import SEIZURE_LABELS, Event
 
 SECONDS_PER_DAY = 86400.0
@@ -147,16 +145,26 @@ def label_times(spans: Sequence[Span], label: str = "seiz") -> tuple[list[float]
 
 
 def _strict_any(
-    a_start: np.ndarray, a_stop: np.ndarray, b_start: np.ndarray, b_stop: np.ndarray
-) -> np.ndarray:
-    """For each event a: does some b overlap it strictly (b.stop > a.start, b.start < a.stop)?"""
-    if b_start.size == 0:
-        return np.zeros(a_start.size, dtype=bool)
-    order = np.argsort(b_start, kind="stable")
-    b_start, b_stop = b_start[order], b_stop[order]
-    n_before = np.searchsorted(b_start, a_stop, side="left")  # b with start < a.stop
-    latest_stop = np.maximum.accumulate(b_stop)
-    return (n_before > 0) & (latest_stop[np.maximum(n_before - 1, 0)] > a_start)
+    a_start: Sequence[float],
+    a_stop: Sequence[float],
+    b_start: Sequence[float],
+    b_stop: Sequence[float],
+) -> list[bool]:
+    """For each event a: does some b overlap it strictly (b.stop > a.start, b.start < a.stop)?
+
+    Plain Python with bisect: a file holds tens of events, where numpy's per-call overhead
+    costs more than the work; still O((n + m) log m) for long lists.
+    """
+    if not b_start:
+        return [False] * len(a_start)
+    order = sorted(range(len(b_start)), key=b_start.__getitem__)
+    starts = [b_start[k] for k in order]
+    latest_stop = list(itertools.accumulate((b_stop[k] for k in order), max))
+    hits = []
+    for a0, a1 in zip(a_start, a_stop, strict=True):
+        n_before = bisect.bisect_left(starts, a1)  # b with start < a.stop
+        hits.append(n_before > 0 and latest_stop[n_before - 1] > a0)
+    return hits
 
 
 def ovlp_counts(
@@ -166,11 +174,11 @@ def ovlp_counts(
     hyp_stop: Sequence[float],
 ) -> Counts:
     """NEDC OVLP for one label of one file (times in seconds)."""
-    rs, re = np.asarray(ref_start, float), np.asarray(ref_stop, float)
-    hs, he = np.asarray(hyp_start, float), np.asarray(hyp_stop, float)
-    hits = int(_strict_any(rs, re, hs, he).sum())
-    false_alarms = int((~_strict_any(hs, he, rs, re)).sum())
-    return Counts(float(rs.size), float(hits), float(rs.size - hits), float(false_alarms))
+    rs, re = [float(x) for x in ref_start], [float(x) for x in ref_stop]
+    hs, he = [float(x) for x in hyp_start], [float(x) for x in hyp_stop]
+    hits = sum(_strict_any(rs, re, hs, he))
+    false_alarms = len(hs) - sum(_strict_any(hs, he, rs, re))
+    return Counts(float(len(rs)), float(hits), float(len(rs) - hits), float(false_alarms))
 
 
 def _hit_fa(r0: float, r1: float, h0: float, h1: float) -> tuple[float, float]:
@@ -225,7 +233,7 @@ def taes_counts(
     h0, h1 = [int(x) for x in hs], [int(x) for x in he]
     r_mono = all(b >= a for a, b in itertools.pairwise(r1))
     h_mono = all(b >= a for a, b in itertools.pairwise(h1))
-    latest_hyp_stop = list(np.maximum.accumulate(np.asarray(he)))
+    latest_hyp_stop = list(itertools.accumulate(he, max))
     r_used, h_used = [False] * n_ref, [False] * n_hyp
     hit = miss = fa = 0.0
     for i in range(n_ref):
