@@ -36,6 +36,7 @@ SEIZURE_LABELS: frozenset[str] = frozenset(
     {"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz", "mysz"}
 )
 BACKGROUND_LABELS: frozenset[str] = frozenset({"bckg"})
+_KNOWN_LABELS = SEIZURE_LABELS | BACKGROUND_LABELS  # already canonical: no strip/lower needed
 _HEADER = ("channel", "start_time", "stop_time", "label", "confidence")
 _DURATION_RE = re.compile(r"^#\s*duration\s*=\s*([0-9.eE+-]+)\s*(secs?)?\s*$")
 
@@ -110,7 +111,7 @@ def _parse(path: Path, *, per_channel: bool) -> Annotation:
         line = raw.strip()
         if not line:
             continue
-        if line.startswith("#"):
+        if line[0] == "#":
             m = _DURATION_RE.match(line)
             if m:
                 try:
@@ -141,7 +142,7 @@ def _parse(path: Path, *, per_channel: bool) -> Annotation:
             raise AnnotationError(
                 f"{path}:{lineno}: start, stop and confidence must be numbers, got {line!r}"
             ) from None
-        if not (math.isfinite(start) and math.isfinite(stop)) or start < 0:
+        if not math.isfinite(start + stop) or start < 0:  # a NaN or inf makes the sum non-finite
             raise AnnotationError(
                 f"{path}:{lineno}: times must be finite and non-negative, got {line!r}"
             )
@@ -150,13 +151,14 @@ def _parse(path: Path, *, per_channel: bool) -> Annotation:
                 f"{path}:{lineno}: stop_time {stop} is before start_time {start}; "
                 "fix or delete the row"
             )
-        channel = channel.strip()
-        if not per_channel and channel.upper() != "TERM":
+        if not per_channel and channel != "TERM" and channel.strip().upper() != "TERM":
             raise AnnotationError(
                 f"{path}:{lineno}: csv_bi rows must use channel TERM, got {channel!r} "
                 "(per-channel files end in .csv)"
             )
-        events.append(Event(start, stop, label.strip().lower(), conf))
+        if label not in _KNOWN_LABELS:
+            label = label.strip().lower()
+        events.append(Event(start, stop, label, conf))
     if duration is not None and (not np.isfinite(duration) or duration <= 0):
         raise AnnotationError(f"{path}: duration header must be positive, got {duration}")
     return Annotation(path=path, duration_s=duration, events=events, bname=bname)
