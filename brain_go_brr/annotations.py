@@ -95,7 +95,8 @@ def merge_events(events: list[Event], label: str = "seiz") -> list[Event]:
 
 def _parse(path: Path, *, per_channel: bool) -> Annotation:
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
+        with open(path, encoding="utf-8", errors="strict") as fh:  # cheaper than Path.read_text
+            text = fh.read()
     except FileNotFoundError:
         raise AnnotationError(f"{path}: annotation file not found") from None
     except UnicodeDecodeError as exc:
@@ -112,7 +113,7 @@ def _parse(path: Path, *, per_channel: bool) -> Annotation:
         if not line:
             continue
         if line[0] == "#":
-            m = _DURATION_RE.match(line)
+            m = _DURATION_RE.match(line) if "duration" in line else None
             if m:
                 try:
                     duration = float(m.group(1))
@@ -166,12 +167,12 @@ def _parse(path: Path, *, per_channel: bool) -> Annotation:
 
 def read_csv_bi(path: str | os.PathLike[str]) -> Annotation:
     """Parse a whole-record ``.csv_bi`` file (rows on channel ``TERM``)."""
-    return _parse(Path(path), per_channel=False)
+    return _parse(path if isinstance(path, Path) else Path(path), per_channel=False)
 
 
 def read_csv(path: str | os.PathLike[str]) -> Annotation:
     """Parse a per-channel ``.csv`` file; use :meth:`Annotation.seizures` for the union."""
-    return _parse(Path(path), per_channel=True)
+    return _parse(path if isinstance(path, Path) else Path(path), per_channel=True)
 
 
 def read_labels(edf_path: str | os.PathLike[str]) -> Annotation:
