@@ -220,8 +220,13 @@ def main() -> None:
         f"rest scanning), the per-file mne calls {prep['mne_s']:.1f} s. The windowed-cache size is computed from the window count "
         f"(float32 signals and labels, 60 s at 10 s stride), not written. Loading: "
         f"{args.windows} windows after 20 warm-up batches, page cache warm.\n\n{table}\n\n"
-        f"Load average during the run: {load_avg:.1f} on {os.cpu_count()} cores (other jobs "
-        "shared the machine, so wall-clock figures are pessimistic and noisy). From the CPU "
+        f"Load average during the run: {load_avg:.1f} on {os.cpu_count()} cores"
+        + (
+            " (other jobs shared the machine, so wall-clock figures are pessimistic and noisy)"
+            if load_avg > 1.5
+            else ""
+        )
+        + ". From the CPU "
         f"cost alone, `prepare` on {args.workers} idle cores would run at about "
         f"{args.workers * 3600 / prep['ours_cpu_h']:,.0f}x real time (an estimate, not a "
         "measurement); in-process batch assembly is one copy per window out of the page "
