@@ -250,11 +250,6 @@ def _runs_to_events(
     return out
 
 
-def _nonempty(events: Sequence[Event]) -> list[Event]:
-    # Clipping to the recording can leave zero-length events, which NEDC cannot score.
-    return [e for e in events if e.stop_s > e.start_s]
-
-
 def threshold_sweep(
     records: Sequence[scoring.RecordTrack],
     post: PostConfig,
@@ -269,7 +264,7 @@ def threshold_sweep(
     """
     sweeper = scoring.SweepScorer(records, post)
     durations = [r.duration_s for r in records]
-    refs = [_nonempty(r.reference) for r in records]
+    refs = [scoring.nonempty(r.reference) for r in records]
     rows = []
     for point in sweeper.sweep(tau_grid, tau_gap):
         runs = sweeper.hypotheses(point.tau_on, point.tau_off)
@@ -310,29 +305,13 @@ def best_at_fa(
     rate), applied to any scorer of :func:`threshold_sweep`; ``None`` when no point of the
     grid gets that low (or the split has no reference seizure).
     """
-    out: dict[str, dict[str, float] | None] = {}
-    for target in fa_targets:
-        ok = [
-            row
+    return scoring.pick_at_fa(
+        [
+            (row[scorer]["sensitivity"], row[scorer]["fa_per_24h"], row["tau_on"], row["tau_off"])
             for row in sweep
-            if row[scorer]["sensitivity"] is not None
-            and row[scorer]["fa_per_24h"] is not None
-            and row[scorer]["fa_per_24h"] <= target
-        ]
-        best = max(
-            ok, key=lambda r: (r[scorer]["sensitivity"], -r[scorer]["fa_per_24h"]), default=None
-        )
-        out[scoring.fa_key(target)] = (
-            None
-            if best is None
-            else {
-                "sensitivity": best[scorer]["sensitivity"],
-                "fa_per_24h": best[scorer]["fa_per_24h"],
-                "tau_on": best["tau_on"],
-                "tau_off": best["tau_off"],
-            }
-        )
-    return out
+        ],
+        fa_targets,
+    )
 
 
 def score_cache(
@@ -531,7 +510,7 @@ def per_record_rows(
     rows: list[dict[str, Any]] = []
     for rec, hyp in zip(records, hyps, strict=True):
         ovlp, _ = nedc.score_file(
-            nedc.nedc_events(_nonempty(rec.seizures), rec.duration_s),
+            nedc.nedc_events(scoring.nonempty(rec.seizures), rec.duration_s),
             nedc.nedc_events(hyp, rec.duration_s),
         )
         rows.append(

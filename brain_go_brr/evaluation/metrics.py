@@ -165,7 +165,7 @@ class SweepScorer:
         self.refs: list[tuple[list[float], list[float]]] = []
         self.duration_s = 0.0
         for rec in records:
-            ref = nedc.nedc_spans(_nonempty(rec.reference), rec.duration_s)
+            ref = nedc.nedc_spans(nonempty(rec.reference), rec.duration_s)
             self.refs.append(nedc.label_times(ref, "seiz"))
             self.duration_s += ref[-1][1]
         self.n_targets = np.array([len(s) for s, _ in self.refs])
@@ -208,27 +208,45 @@ class SweepScorer:
         return [self.score(t, round(max(0.0, t - tau_gap), 9)) for t in tau_grid]
 
 
+def pick_at_fa(
+    candidates: Sequence[tuple[float | None, float | None, float, float]],
+    fa_targets: Sequence[float] = FA_TARGETS,
+) -> dict[str, dict[str, float] | None]:
+    """Per FA target, the best candidate whose FA/24h is at most the target.
+
+    ``candidates``: ``(sensitivity, fa_per_24h, tau_on, tau_off)`` per sweep point; ``None``
+    sensitivity (no reference seizure) or FA rate never qualifies. Ties go to the lower FA
+    rate. ``None`` for a target that no point reaches.
+    """
+    out: dict[str, dict[str, float] | None] = {}
+    for target in fa_targets:
+        ok = [c for c in candidates if c[0] is not None and c[1] is not None and c[1] <= target]
+        best = max(ok, key=lambda c: (c[0], -c[1]), default=None)  # type: ignore[operator]
+        out[fa_key(target)] = (
+            None
+            if best is None
+            else {
+                "sensitivity": float(best[0]),  # type: ignore[arg-type]
+                "tau_on": best[2],
+                "tau_off": best[3],
+                "fa_per_24h": float(best[1]),  # type: ignore[arg-type]
+            }
+        )
+    return out
+
+
 def sens_at_fa(
     points: Sequence[SweepPoint], fa_targets: Sequence[float] = FA_TARGETS
 ) -> dict[str, dict[str, float] | None]:
     """Best OVLP sensitivity at OVLP FA/24h <= each target (see the module docstring)."""
-    out: dict[str, dict[str, float] | None] = {}
-    for target in fa_targets:
-        ok = [p for p in points if p.ovlp_fa_per_24h <= target and p.ovlp.targets > 0]
-        if not ok:
-            out[fa_key(target)] = None
-            continue
-        best = max(ok, key=lambda p: (p.ovlp.sensitivity or 0.0, -p.ovlp_fa_per_24h))
-        out[fa_key(target)] = {
-            "sensitivity": best.ovlp.sensitivity or 0.0,
-            "tau_on": best.tau_on,
-            "tau_off": best.tau_off,
-            "fa_per_24h": best.ovlp_fa_per_24h,
-        }
-    return out
+    candidates = [
+        (p.ovlp.sensitivity if p.ovlp.targets > 0 else None, p.ovlp_fa_per_24h, p.tau_on, p.tau_off)
+        for p in points
+    ]
+    return pick_at_fa(candidates, fa_targets)
 
 
-def _nonempty(events: Sequence[Event]) -> list[Event]:
+def nonempty(events: Sequence[Event]) -> list[Event]:
     """Drop zero-length events (clipping can make them; NEDC cannot score them)."""
     return [e for e in events if e.stop_s > e.start_s]
 
@@ -268,7 +286,7 @@ def score_tracks(
     events = scorer.tracks.events(post)
     result = score_events(
         [
-            RecordEvents(r.record_id, r.subject, r.duration_s, _nonempty(r.reference), ev)
+            RecordEvents(r.record_id, r.subject, r.duration_s, nonempty(r.reference), ev)
             for r, ev in zip(records, events, strict=True)
         ]
     )
