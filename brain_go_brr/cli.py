@@ -15,6 +15,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from brain_go_brr.runtime import tune_cpu_allocator
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("brain_go_brr.data.synth", "write a synthetic corpus in the TUSZ v2.0.3 layout"),
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     module_name, help_ = COMMANDS[name]
+    tune_cpu_allocator()  # before any command allocates tensors (brain_go_brr/runtime.py)
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"brain-go-brr {name}", description=help_)
     module.add_arguments(parser)

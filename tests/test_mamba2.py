@@ -49,23 +49,32 @@ def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
     return diff / scale if scale > 0 else diff
 
 
+METHODS = ["factored", "blocked"]
+
+
 @pytest.mark.parametrize("length", LENGTHS)
 @pytest.mark.parametrize("ngroups", [1, 2])
-def test_ssd_scan_matches_sequential_float64(length: int, ngroups: int) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_ssd_scan_matches_sequential_float64(length: int, ngroups: int, method: str) -> None:
     inputs = scan_inputs(length, ngroups=ngroups)
-    y = ssd_scan(**inputs, chunk_size=32)
+    if method == "factored":  # keep every chunk's decay within the factored step's range
+        inputs["dt"] = inputs["dt"].clamp(max=0.1)
+    y = ssd_scan(**inputs, chunk_size=32, method=method)
     ref = ssd_scan_reference(**{k: v.double() for k, v in inputs.items()})
     assert y.dtype == torch.float32 and y.shape == inputs["x"].shape
     assert rel_err(y, ref) < 1e-5
 
 
 @pytest.mark.parametrize("length", LENGTHS)
-def test_ssd_scan_gradients_match_sequential_float64(length: int) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_ssd_scan_gradients_match_sequential_float64(length: int, method: str) -> None:
     inputs = scan_inputs(length, seed=1)
+    if method == "factored":
+        inputs["dt"] = inputs["dt"].clamp(max=0.1)
     grad_out = torch.randn(inputs["x"].shape, generator=torch.Generator().manual_seed(2))
 
     ours = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-    (ssd_scan(**ours, chunk_size=32) * grad_out).sum().backward()
+    (ssd_scan(**ours, chunk_size=32, method=method) * grad_out).sum().backward()
     ref = {k: v.double().requires_grad_(True) for k, v in inputs.items()}
     (ssd_scan_reference(**ref).double() * grad_out.double()).sum().backward()
 
@@ -75,11 +84,35 @@ def test_ssd_scan_gradients_match_sequential_float64(length: int) -> None:
         assert rel_err(ours_grad, ref_grad) < 1e-5, name
 
 
-def test_ssd_scan_is_independent_of_chunk_size() -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_ssd_scan_is_independent_of_chunk_size(method: str) -> None:
     inputs = scan_inputs(200, seed=3)
-    ys = {q: ssd_scan(**inputs, chunk_size=q) for q in (16, 32, 64)}
+    inputs["dt"] = inputs["dt"].clamp(max=0.05)  # 64 steps stay within the factored range
+    ys = {q: ssd_scan(**inputs, chunk_size=q, method=method) for q in (16, 32, 64)}
     assert rel_err(ys[16], ys[64]) < 1e-6
     assert rel_err(ys[32], ys[64]) < 1e-6
+
+
+def test_auto_method_halves_the_chunk_then_falls_back_to_blocked() -> None:
+    from brain_go_brr.models import ssd
+
+    inputs = scan_inputs(64, seed=4)
+    inputs["dt"] = torch.full_like(inputs["dt"], 1.0)
+    # log-decay 3 per step: 96 per 32-step chunk (past the limit), 48 per 16-step chunk
+    inputs["A"] = torch.full_like(inputs["A"], -3.0)
+    assert 16 * 3.0 <= ssd.FACTORED_MAX_LOG_DECAY < 32 * 3.0
+    auto = ssd_scan(**inputs, chunk_size=32)
+    assert torch.equal(auto, ssd_scan(**inputs, chunk_size=16, method="factored"))
+    # 8 per step: 64 even at a quarter chunk (8 steps), so the blocked scan is used
+    inputs["A"] = torch.full_like(inputs["A"], -8.0)
+    assert ssd.FACTORED_MAX_LOG_DECAY < 8 * 8.0
+    auto = ssd_scan(**inputs, chunk_size=32)
+    blocked = ssd_scan(**inputs, chunk_size=32, method="blocked")
+    assert torch.equal(auto, blocked)
+    factored = ssd_scan(**inputs, chunk_size=32, method="factored")
+    assert not torch.isfinite(factored).all()  # why the fallback exists
+    ref = ssd_scan_reference(**{k: v.double() for k, v in inputs.items()})
+    assert rel_err(auto, ref) < 1e-5
 
 
 def test_reference_scan_on_a_hand_computed_case() -> None:

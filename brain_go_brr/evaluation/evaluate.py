@@ -72,6 +72,7 @@ from brain_go_brr.evaluation.writers import write_events_tsv
 from brain_go_brr.io import atomic_write_json, atomic_write_text
 from brain_go_brr.post import PostConfig, stitch_windows
 from brain_go_brr.post.postprocess import Runs
+from brain_go_brr.runtime import tune_cpu_allocator
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +451,7 @@ def _iter_probs(cache: ProbCache) -> Iterator[scoring.RecordTrack]:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a checkpoint (``ckpt_path``) or re-score a cache (``probs_dir``); see above."""
+    tune_cpu_allocator()
     out_dir = Path(str(cfg.out_dir))
     post = PostConfig(**_plain(cfg.post))
     fa_targets = tuple(float(t) for t in cfg.fa_targets)

@@ -219,19 +219,27 @@ class Mamba2(nn.Module):
         return True
 
     def forward(self, u: Tensor) -> Tensor:
-        zxbcdt = self.in_proj(u)  # (b, l, 2*d_inner + 2*g*n + h)
         if self._use_cuda_kernel(u):
-            return self._forward_mamba_ssm(zxbcdt)
-        return self._forward_torch(zxbcdt)
+            return self._forward_mamba_ssm(self.in_proj(u))
+        return self._forward_torch(u)
 
-    def _forward_torch(self, zxbcdt: Tensor) -> Tensor:
+    def _forward_torch(self, u: Tensor) -> Tensor:
+        # in_proj's rows are [z | x | B C | dt]. Projecting each piece on its own (same
+        # weights, same result as one matmul split afterwards) keeps every piece contiguous:
+        # element-wise CPU kernels on strided column slices run several times slower.
         gn = self.ngroups * self.d_state
-        z, xbc, dt = zxbcdt.split([self.d_inner, self.d_inner + 2 * gn, self.nheads], dim=-1)
-        xbc = F.silu(self._causal_conv(xbc))
-        x, B, C = xbc.split([self.d_inner, gn, gn], dim=-1)
+        z_rows, x_rows, bc_rows, _ = self.in_proj.weight.split(
+            [self.d_inner, self.d_inner, 2 * gn, self.nheads]
+        )
+        dt_rows = self.in_proj.weight[-self.nheads :]
+        z = F.linear(u, z_rows)  # (b, l, d_inner)
+        x = F.silu(self._causal_conv(F.linear(u, x_rows), 0))  # (b, l, d_inner)
+        bc = F.silu(self._causal_conv(F.linear(u, bc_rows), self.d_inner))  # (b, l, 2 g n)
+        dt = F.linear(u, dt_rows)  # (b, l, h)
+        B, C = bc.split([gn, gn], dim=-1)
         # The scan runs in float32 even under autocast: its decays are exponentials of
         # running sums, which bfloat16 cannot hold.
-        with torch.autocast(zxbcdt.device.type, enabled=False):
+        with torch.autocast(u.device.type, enabled=False):
             y = self._scan(
                 x.float().unflatten(-1, (self.nheads, self.headdim)),  # (b, l, h, p)
                 F.softplus(dt.float() + self.dt_bias.float()),  # (b, l, h)
@@ -246,17 +254,19 @@ class Mamba2(nn.Module):
         """The SSD scan with the ``D`` skip (shapes in :mod:`.ssd`); float32 in and out."""
         return ssd_scan(x, dt, A, B, C, self.D.float(), chunk_size=self.chunk_size)
 
-    def _causal_conv(self, xbc: Tensor) -> Tensor:
-        """Depthwise ``conv1d`` over time, output t seeing inputs t-d_conv+1 .. t.
+    def _causal_conv(self, xbc: Tensor, first_channel: int) -> Tensor:
+        """Depthwise ``conv1d`` over time on channels ``first_channel ..`` of ``self.conv1d``.
 
-        Written as ``d_conv`` shifted multiply-adds in the (b, l, channels) layout: same
-        result as ``self.conv1d`` with its padding trimmed, without the two transposes, and
-        several times faster than the CPU depthwise-convolution backward.
+        Output t sees inputs t-d_conv+1 .. t. Written as ``d_conv`` shifted multiply-adds in
+        the (b, l, channels) layout: same result as ``self.conv1d`` with its padding trimmed,
+        without the two transposes, and several times faster than the CPU
+        depthwise-convolution backward.
         """
-        length = xbc.shape[1]
-        weight = self.conv1d.weight.squeeze(1).to(xbc.dtype)  # (channels, d_conv)
-        padded = F.pad(xbc, (0, 0, self.d_conv - 1, 0))  # (b, l + d_conv - 1, channels)
-        bias = cast(Tensor, self.conv1d.bias).to(xbc.dtype)  # built with bias=True
+        length, width = xbc.shape[1], xbc.shape[2]
+        channels = slice(first_channel, first_channel + width)
+        weight = self.conv1d.weight[channels, 0].to(xbc.dtype)  # (width, d_conv)
+        padded = F.pad(xbc, (0, 0, self.d_conv - 1, 0))  # (b, l + d_conv - 1, width)
+        bias = cast(Tensor, self.conv1d.bias)[channels].to(xbc.dtype)  # built with bias=True
         out = torch.addcmul(bias, padded[:, :length], weight[:, 0])
         for k in range(1, self.d_conv):
             out = torch.addcmul(out, padded[:, k : k + length], weight[:, k])

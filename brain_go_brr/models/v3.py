@@ -65,7 +65,7 @@ class V3Config:
     expand: int = 2
     # SSD chunk lengths: speed/memory/FLOPs only, results do not depend on them
     node_chunk_size: int = 32
-    edge_chunk_size: int = 16
+    edge_chunk_size: int = 32
     mamba_backend: str = "auto"  # "auto" | "torch" | "mamba_ssm" (see models/mamba2.py)
     # graph
     top_k: int = 3  # neighbours kept per node and step

@@ -128,6 +128,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     plus ``best_ckpt_path`` and ``last_ckpt_path`` (strings, empty when not written).
     """
     from brain_go_brr.data.datamodule import datamodule_from_config
+    from brain_go_brr.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()
 
     output_dir = Path(cfg.paths.output_dir)
     ckpt_dir = output_dir / CKPT_SUBDIR
