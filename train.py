@@ -5,7 +5,7 @@ Examples::
     python train.py experiment=smoke                      # a minute on a CPU
     python train.py hardware=rtx4090 data=tusz data.root=/data/tusz
     python train.py experiment=smoke ckpt_path=last       # continue the smoke run
-    python train.py -m hparams_search=optuna experiment=demo
+    python train.py -m hparams_search=optuna experiment=smoke hydra.sweeper.n_trials=2
 
 Everything happens in :func:`brain_go_brr.training.train`; this file only lets Hydra
 compose ``conf/train.yaml`` and turns ``hardware=auto`` into this machine's preset.

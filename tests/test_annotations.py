@@ -65,6 +65,17 @@ def test_malformed_rows_name_file_and_line(tmp_path: Path, row: str, message: st
     assert "bad.csv_bi" in str(info.value)
 
 
+def test_rows_off_the_column_wise_path_read_the_same(tmp_path: Path) -> None:
+    clean = "TERM,0,10,bckg,1\nTERM,10.5,20.25,seiz,1\nTERM,20.25,30,fnsz,0.5\n"
+    # declined by the column-wise reader, read line by line instead
+    quirky = " term,0,10,bckg,1\n\n# a comment\nTERM,10.5,20.25, SEIZ ,1\nTERM,20.25,30,fnsz,0.5"
+    events = [Event(0, 10, "bckg", 1), Event(10.5, 20.25, "seiz", 1), Event(20.25, 30, "fnsz", 0.5)]
+    assert read_csv_bi(_write(tmp_path / "a.csv_bi", clean)).events == events
+    assert read_csv_bi(_write(tmp_path / "b.csv_bi", quirky)).events == events
+    with pytest.raises(AnnotationError, match=r"c.csv_bi:9: stop_time 4.0 is before"):
+        read_csv_bi(_write(tmp_path / "c.csv_bi", clean + "TERM,5,4,seiz,1\n"))
+
+
 def test_write_round_trip_fills_background(tmp_path: Path) -> None:
     path = tmp_path / "h_s001_t000.csv_bi"
     write_csv_bi(path, [Event(10, 20), Event(15, 30), Event(50, 60, "seiz", 0.7)], 100.0)

@@ -10,7 +10,7 @@ import torch
 from data_fixtures import make_split, tiny_cache
 
 from brain_go_brr.data.cache import SFREQ
-from brain_go_brr.data.datamodule import TUSZDataModule
+from brain_go_brr.data.datamodule import EvalLoader, TUSZDataModule, WindowBatchDataset
 from brain_go_brr.data.sampling import (
     BACKGROUND,
     FULL,
@@ -170,6 +170,66 @@ def test_workers_load_the_same_batches(small_cache: tuple[Path, dict]) -> None:
         dm.setup("fit")
     for a, b in zip(main.val_dataloader(), worker.val_dataloader(), strict=True):
         assert torch.equal(a["x"], b["x"]) and torch.equal(a["start"], b["start"])
+
+
+def _starts(batches: list[dict]) -> list[list[int]]:
+    return [b["start"].tolist() for b in batches]
+
+
+def test_train_loader_state_resumes_the_epoch_after_the_batches_served(
+    small_cache: tuple[Path, dict],
+) -> None:
+    cache_dir, _ = small_cache
+    dm = TUSZDataModule(cache_dir, batch_size=2, seed=4)
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(1)
+    whole = _starts(list(loader))
+    n = len(whole)
+    assert n == len(loader) > 2
+    assert loader.state_dict() == {"epoch": 1, "batches_served": n}
+    it = iter(loader)
+    first = [next(it), next(it)]
+    assert _starts(first) == whole[:2]
+    state = dm.state_dict()
+    assert state == {"train_position": {"epoch": 1, "batches_served": 2}}
+
+    # Restored before the loader is built (the usual order in Lightning) ...
+    resumed = TUSZDataModule(cache_dir, batch_size=2, seed=4)
+    resumed.load_state_dict(state)
+    again = resumed.train_dataloader()
+    again.sampler.set_epoch(1)
+    assert _starts(list(again)) == whole[2:]  # the skipped batches are not even drawn
+    assert again.state_dict() == {"epoch": 1, "batches_served": n}
+    assert len(again) == n  # the training loop counts the skipped batches as done
+    # ... or after; any other epoch is whole.
+    late = TUSZDataModule(cache_dir, batch_size=2, seed=4)
+    built = late.train_dataloader()
+    late.load_state_dict(state)
+    built.sampler.set_epoch(1)
+    assert _starts(list(built)) == whole[2:]
+    built.sampler.set_epoch(2)
+    assert len(list(built)) == n
+    assert TUSZDataModule(cache_dir).state_dict() == {}  # nothing to carry before training
+
+
+def test_a_rank_without_eval_windows_gets_one_empty_batch(small_cache: tuple[Path, dict]) -> None:
+    cache_dir, _ = small_cache
+    dm = TUSZDataModule(cache_dir, batch_size=2)
+    cache = dm.cache("dev")
+    table = eval_windows(cache.n_samples, W, W)  # records of 3 and 1 windows
+    dataset = WindowBatchDataset(cache, table, W)
+    loaders = [
+        EvalLoader(
+            dataset, sampler=EvalBatchSampler(table, 8, rank=r, world_size=3), batch_size=None
+        )
+        for r in range(3)
+    ]
+    batches = [list(lo) for lo in loaders]
+    assert [len(lo) for lo in loaders] == [len(b) for b in batches] == [1, 1, 1]
+    sizes = sorted(b[0]["x"].shape[0] for b in batches)
+    assert sizes == [0, 1, 3]  # one rank per record, the third has none
+    empty = next(b[0] for b in batches if b[0]["x"].shape[0] == 0)
+    assert empty["x"].shape == (0, 19, W) and empty["record"].shape == (0,)
 
 
 def test_bad_strides_are_refused(tmp_path: Path) -> None:

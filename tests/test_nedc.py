@@ -10,6 +10,7 @@ from brain_go_brr.annotations import Event, read_csv_bi
 from brain_go_brr.evaluation.metrics import RecordEvents, score_events
 from brain_go_brr.evaluation.nedc import (
     Counts,
+    _round4,
     nedc_events,
     nedc_spans,
     ovlp_counts,
@@ -76,6 +77,24 @@ def test_used_up_reference_is_not_scored_again() -> None:
     ovlp, taes = _score([(10, 20), (22, 30)], [(15, 25)])
     assert ovlp == (2, 0, 0)
     assert taes == pytest.approx((0.5, 1.5, 0.5))
+
+
+def test_reference_inside_another_reference() -> None:
+    # sorted by start but not by stop, so the run-of-references shortcut does not apply;
+    # the second hypothesis is charged to the first reference. NEDC v6.0.0 run on these
+    # two files reports the same (OVLP 2 hits, TAES 0.40 / 1.60 / 0.33).
+    ovlp, taes = _score([(10, 40), (15, 20)], [(16, 18), (30, 50)])
+    assert ovlp == (2, 0, 0)
+    assert taes == pytest.approx((0.4, 1.6, 1 / 3))
+
+
+@pytest.mark.parametrize(
+    "x",
+    [0.0, 42.2786, 2.675, 1289.0, 10.00004, 10.00005, 10.00015, 0.1 + 0.2, -3.00005,
+     4294967295.12345, 2.0**32 + 0.00005, 1e15 + 0.5],
+)  # fmt: skip
+def test_fast_rounding_is_round(x: float) -> None:
+    assert _round4(x) == round(x, 4)
 
 
 def test_nedc_events_fill_join_and_map() -> None:

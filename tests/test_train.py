@@ -296,6 +296,57 @@ def test_tusz_without_root_says_how_to_point_at_the_corpus(tmp_path: Path) -> No
         train(cfg)
 
 
+def _run_cli(
+    corpus: dict[str, str], cwd: Path, overrides: list[str], multirun: bool = False
+) -> None:
+    """``python train.py`` on the tiny corpus (1 epoch of 2 steps, csv logs), as a user runs it."""
+    args = [
+        sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), "hardware=cpu", "model=v3_tiny", "logger=csv",
+        *(f"data.{k}={v}" for k, v in corpus.items()),
+        "data.synthetic.n_patients=4", "data.synthetic.hours=0.25", "data.synthetic.seed=5",
+        "data.window_s=16", "data.train_stride_s=8", "data.eval_stride_s=16",
+        "data.batch_size=1", "data.eval_batch_size=16", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2", "module.plots=false", *overrides,
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _val_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's csv log that hold validation numbers."""
+    with next((run_dir / "csv").glob("version_*/metrics.csv")).open() as f:
+        return [r for r in csv.DictReader(f) if r["val/sens_at_10fa"]]
+
+
+@pytest.mark.slow
+def test_optuna_sweep_runs_trials_and_reports_the_best(
+    corpus: dict[str, str], tmp_path: Path
+) -> None:
+    """``python train.py -m hparams_search=optuna``: two trials, each a run of its own."""
+    sweep_dir = tmp_path / "sweep"
+    _run_cli(
+        corpus,
+        tmp_path,
+        ["hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep_dir}"],
+        multirun=True,
+    )
+    values, params = [], []
+    for job in ("0", "1"):
+        cfg = OmegaConf.load(sweep_dir / job / "config.yaml")
+        params.append((cfg.optim.lr, cfg.loss.alpha, cfg.loss.gamma))
+        assert 1e-4 <= cfg.optim.lr <= 3e-3 and 0.25 <= cfg.loss.alpha <= 0.9
+        assert cfg.loss.gamma in (0.0, 1.0, 2.0, 3.0)
+        assert (sweep_dir / job / "checkpoints" / "last.ckpt").is_file()
+        values.append(float(_val_rows(sweep_dir / job)[-1]["val/sens_at_10fa"]))
+    assert params[0] != params[1]  # the sampler proposed two different trials
+    result = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert result.best_value == pytest.approx(max(values))  # what train.py returned
+    assert (result.best_params["optim.lr"], result.best_params["loss.alpha"]) in [
+        p[:2] for p, v in zip(params, values, strict=True) if v == max(values)
+    ]
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(corpus: dict[str, str], tmp_path: Path) -> None:
     """``trainer.devices=2 trainer.strategy=ddp`` through train.py: two processes over gloo.
@@ -303,21 +354,9 @@ def test_ddp_two_cpu_processes(corpus: dict[str, str], tmp_path: Path) -> None:
     The corpus has one dev record, so rank 1 has no validation windows: it must still run
     the validation hooks and join the gather, or rank 0 waits on it forever.
     """
-    args = [
-        sys.executable, str(REPO / "train.py"), "hardware=cpu", "model=v3_tiny", "logger=csv",
-        *(f"data.{k}={v}" for k, v in corpus.items()),
-        "data.synthetic.n_patients=4", "data.synthetic.hours=0.25", "data.synthetic.seed=5",
-        "data.window_s=16", "data.train_stride_s=8", "data.eval_stride_s=16",
-        "data.batch_size=1", "data.eval_batch_size=16", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2", "trainer.devices=2", "trainer.strategy=ddp",
-        "module.plots=false", f"paths.root={tmp_path}", "run_name=ddp",
-    ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics_csv = next((tmp_path / "ddp" / "csv").glob("version_*/metrics.csv"))
-    with metrics_csv.open() as f:
-        val_rows = [r for r in csv.DictReader(f) if r["val/sens_at_10fa"]]
+    args = ["trainer.devices=2", "trainer.strategy=ddp", f"paths.root={tmp_path}", "run_name=ddp"]
+    _run_cli(corpus, tmp_path, args)
+    val_rows = _val_rows(tmp_path / "ddp")
     assert len(val_rows) == 1  # one validation epoch, logged once (rank zero)
     assert float(val_rows[0]["val/n_records"]) == 1.0  # the dev record, gathered from rank 0
     assert math.isfinite(float(val_rows[0]["val/loss"]))

@@ -1,4 +1,4 @@
-"""Training building blocks: focal loss, parameter groups, LR schedule, stitching, resume pieces."""
+"""Training building blocks: focal loss, parameter groups, LR schedule, stitching, RNG state."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from brain_go_brr.training.optim import (
     param_groups,
     warmup_cosine_factor,
 )
-from brain_go_brr.training.resumable import ResumableLoader
 
 
 def test_focal_loss_matches_hand_computed_values() -> None:
@@ -126,19 +125,6 @@ def test_record_accumulator_reports_partly_covered_records() -> None:
     assert tracks == {} and partial == [0]
 
 
-def test_resumable_loader_skips_the_batches_already_served() -> None:
-    loader = ResumableLoader(list(range(10)))
-    it = iter(loader)
-    assert [next(it) for _ in range(4)] == [0, 1, 2, 3]
-    state = loader.state_dict()
-    assert state == {"batches_served": 4}
-    resumed = ResumableLoader(list(range(10)))
-    resumed.load_state_dict(state)
-    assert list(resumed) == [4, 5, 6, 7, 8, 9]
-    assert list(resumed) == list(range(10))  # the next epoch is whole again
-    assert len(resumed) == 10
-
-
 def test_random_state_round_trip() -> None:
     cb = RandomStateCallback()
     torch.manual_seed(3)
@@ -157,3 +143,8 @@ def test_resolve_auto_keeps_explicit_presets(monkeypatch: pytest.MonkeyPatch) ->
     assert resolve_auto(["experiment=smoke"]) == ["experiment=smoke", "hardware=cpu"]
     assert resolve_auto(["hardware=auto", "seed=1"]) == ["seed=1", "hardware=cpu"]
     assert resolve_auto(["hardware=a100"]) == ["hardware=a100"]
+    # Jobs that run on cluster nodes: this (submitting) machine must not pick their preset.
+    slurm = ["-m", "hydra/launcher=submitit_slurm", "optim.lr=1e-4,3e-4"]
+    assert resolve_auto(slurm) == slurm
+    local = ["-m", "hydra/launcher=submitit_local"]
+    assert resolve_auto(local) == [*local, "hardware=cpu"]

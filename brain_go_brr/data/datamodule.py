@@ -17,13 +17,20 @@ rank evaluates whole records (see :class:`~brain_go_brr.data.sampling.EvalBatchS
 A batch is assembled at once by :class:`WindowBatchDataset` (a sampler yields the window ids
 of a whole batch), with one copy per window out of the memory-mapped cache.
 
+Resuming mid-epoch: the training loader (:class:`TrainLoader`) counts the batches it has
+handed out in its epoch; the DataModule's ``state_dict`` carries that position into every
+checkpoint, and ``load_state_dict`` (called by Lightning when it restores one) makes the
+sampler start that epoch after those batches, so a resumed run trains on exactly the
+batches an uninterrupted one would. Under DDP a rank without any validation windows still
+gets one empty batch (:class:`EvalLoader`).
+
 Hydra configs (``conf/data/*.yaml``) reach this class through :func:`datamodule_from_config`,
 which prepares the cache first (:func:`brain_go_brr.data.prepare.ensure_prepared`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +94,67 @@ class WindowBatchDataset(Dataset[dict[str, torch.Tensor]]):
         }
 
 
+class TrainLoader(DataLoader[Any]):
+    """The training DataLoader (over a :class:`BalancedBatchSampler`), resumable mid-epoch.
+
+    ``state_dict()`` is ``{"epoch": e, "batches_served": n}``: the batches handed to the
+    training loop so far in epoch ``e``, counted as they leave the loader (batches that
+    workers prefetched but the loop has not taken are not counted). ``load_state_dict`` makes
+    the sampler serve epoch ``e`` without its first ``n`` batches (they are never read); other
+    epochs stay whole.
+
+    Lightning recognises the two methods (it stores this state with its loop state and does
+    not warn that a mid-epoch resume is inexact) but hands the state back only to a loader
+    it builds after restoring its loops; ``configure_optimizers`` builds it earlier (for
+    ``trainer.estimated_stepping_batches``). So the DataModule's own ``state_dict`` /
+    ``load_state_dict``, which Lightning restores before building any loader, carry it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.epoch = 0
+        self.batches_served = 0
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        # A generator: nothing runs (and the sampler draws nothing) until the first batch is
+        # asked for, after Lightning has called set_epoch for this epoch.
+        sampler = self.sampler
+        assert isinstance(sampler, BalancedBatchSampler)
+        self.epoch = sampler.epoch
+        self.batches_served = sampler.first_batch(sampler.epoch)
+        for batch in super().__iter__():
+            self.batches_served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_served": self.batches_served}
+
+    def load_state_dict(self, state_dict: Mapping[str, int]) -> None:
+        sampler = self.sampler
+        assert isinstance(sampler, BalancedBatchSampler)
+        sampler.resume_at(int(state_dict["epoch"]), int(state_dict["batches_served"]))
+
+
+class EvalLoader(DataLoader[Any]):
+    """A validation/test DataLoader that yields one batch of zero windows when it has none.
+
+    Under DDP each rank validates whole records, so with fewer records than ranks a rank may
+    have no window at all. Lightning skips the whole validation loop, hooks included, on a
+    rank whose loader is empty; that rank would never join the epoch-end gather of stitched
+    tracks and its peers would wait for it forever. The empty batch is the dataset's own
+    ``dataset[[]]`` (``x`` (0, 19, W) and so on), which ``validation_step`` passes over.
+    """
+
+    def __len__(self) -> int:
+        return max(1, super().__len__())
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        if super().__len__() == 0:
+            yield self.dataset[np.zeros(0, dtype=np.int64)]
+            return
+        yield from super().__iter__()
+
+
 class TUSZDataModule(L.LightningDataModule):
     """Windows of a prepared cache (see the module docstring for batches and sampling).
 
@@ -148,6 +216,8 @@ class TUSZDataModule(L.LightningDataModule):
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self._caches: dict[str, SplitCache] = {}
         self._train: tuple[WindowTable, np.ndarray] | None = None
+        self._train_loader: TrainLoader | None = None
+        self._train_position: dict[str, int] | None = None  # from a checkpoint, see load_state_dict
 
     # -- records ---------------------------------------------------------------------------
 
@@ -180,15 +250,13 @@ class TUSZDataModule(L.LightningDataModule):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
-    def _loader(self, dataset: WindowBatchDataset, sampler: Any) -> DataLoader[Any]:
-        return DataLoader(
-            dataset,
-            sampler=sampler,
-            batch_size=None,  # the sampler yields whole batches
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _loader_options(self) -> dict[str, Any]:
+        return {
+            "batch_size": None,  # the sampler yields whole batches
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
 
     def train_table(self) -> WindowTable:
         """All training windows (record, start); the sampler's ids index this table."""
@@ -213,26 +281,49 @@ class TUSZDataModule(L.LightningDataModule):
             world_size=world,
         )
 
-    def train_dataloader(self) -> DataLoader[Any]:
+    def train_dataloader(self) -> TrainLoader:
         dataset = WindowBatchDataset(
             self.cache(self.splits["train"]), self.train_table(), self.window_samples
         )
-        sampler = self.train_sampler()
-        return self._loader(dataset, sampler)
+        loader = TrainLoader(dataset, sampler=self.train_sampler(), **self._loader_options())
+        if self._train_position is not None:
+            loader.load_state_dict(self._train_position)
+        self._train_loader = loader
+        return loader
 
-    def eval_dataloader(self, split: str) -> DataLoader[Any]:
+    def eval_dataloader(self, split: str) -> EvalLoader:
         """Every window of every record of ``split`` in order (this rank's records)."""
         cache = self.cache(split)
         table = eval_windows(cache.n_samples, self.window_samples, self.eval_stride_samples)
         rank, world = self._rank_world()
         sampler = EvalBatchSampler(table, self.eval_batch_size, rank=rank, world_size=world)
-        return self._loader(WindowBatchDataset(cache, table, self.window_samples), sampler)
+        dataset = WindowBatchDataset(cache, table, self.window_samples)
+        return EvalLoader(dataset, sampler=sampler, **self._loader_options())
 
-    def val_dataloader(self) -> DataLoader[Any]:
+    def val_dataloader(self) -> EvalLoader:
         return self.eval_dataloader(self.splits["val"])
 
-    def test_dataloader(self) -> DataLoader[Any]:
+    def test_dataloader(self) -> EvalLoader:
         return self.eval_dataloader(self.splits["test"])
+
+    # -- checkpoint state ------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position in its epoch (saved in every checkpoint)."""
+        if self._train_loader is None:
+            return {}
+        return {"train_position": self._train_loader.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the training loader where a checkpoint left it.
+
+        Lightning restores the DataModule before it builds the loaders (so
+        :meth:`train_dataloader` applies the position), but with some strategies after; an
+        existing loader is then updated in place.
+        """
+        self._train_position = state_dict.get("train_position")
+        if self._train_position is not None and self._train_loader is not None:
+            self._train_loader.load_state_dict(self._train_position)
 
 
 def datamodule_from_config(data_cfg: Mapping[str, Any]) -> TUSZDataModule:

@@ -147,8 +147,9 @@ class BalancedBatchSampler(DistributedSampler[np.ndarray]):
 
     The epoch's draw depends only on ``(seed, epoch)``: every rank draws the same shuffled
     list, trims it to a multiple of ``world_size`` and takes every ``world_size``-th id from
-    ``rank``, so shards are disjoint and equal. Resuming needs nothing but the epoch number,
-    which Lightning passes through :meth:`set_epoch` at each epoch start.
+    ``rank``, so shards are disjoint and equal. Lightning passes the epoch number through
+    :meth:`set_epoch` at each epoch start; :meth:`resume_at` makes one epoch start part-way,
+    for a run resumed from a mid-epoch checkpoint.
     """
 
     def __init__(
@@ -174,6 +175,19 @@ class BalancedBatchSampler(DistributedSampler[np.ndarray]):
             kinds, full_per_partial, background_per_partial, np.random.default_rng(0)
         ).size
         self.per_rank = self.epoch_size // world_size
+        self._resume_epoch, self._resume_batch = -1, 0
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Serve ``epoch`` without its first ``batches_done`` batches (other epochs whole).
+
+        ``len()`` stays the whole epoch's batch count: the training loop counts the skipped
+        batches as done already.
+        """
+        self._resume_epoch, self._resume_batch = int(epoch), int(batches_done)
+
+    def first_batch(self, epoch: int) -> int:
+        """Index of the first batch served in ``epoch`` (0 unless :meth:`resume_at` it)."""
+        return self._resume_batch if epoch == self._resume_epoch else 0
 
     def epoch_ids(self, epoch: int) -> np.ndarray:
         """This rank's window ids for ``epoch``, in the order they are served."""
@@ -182,7 +196,8 @@ class BalancedBatchSampler(DistributedSampler[np.ndarray]):
         return ids[: self.per_rank * self.num_replicas][self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        return _batches(self.epoch_ids(self.epoch), self.batch_size)
+        ids = self.epoch_ids(self.epoch)[self.first_batch(self.epoch) * self.batch_size :]
+        return _batches(ids, self.batch_size)
 
     def __len__(self) -> int:
         return -(-self.per_rank // self.batch_size)

@@ -196,8 +196,7 @@ class SweepScorer:
                 continue
             ref_start, ref_stop = self.refs[rec]
             hyp_start, hyp_stop = starts[lo:hi].tolist(), stops[lo:hi].tolist()
-            o = nedc.ovlp_counts(ref_start, ref_stop, hyp_start, hyp_stop)
-            t = nedc.taes_counts(ref_start, ref_stop, hyp_start, hyp_stop)
+            o, t = nedc.score_times(ref_start, ref_stop, hyp_start, hyp_stop)
             # the record's targets were counted above as misses; replace them by its figures
             ovlp = ovlp + nedc.Counts(0.0, o.hits, o.misses - o.targets, o.false_alarms)
             taes = taes + nedc.Counts(0.0, t.hits, t.misses - t.targets, t.false_alarms)

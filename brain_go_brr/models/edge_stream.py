@@ -93,7 +93,7 @@ class EdgeStream(nn.Module):
     Args:
         n_nodes: electrodes per graph.
         d_model: width of the per-pair sequence model.
-        n_layers, d_state, d_conv, expand, headdim, chunk_size, backend: of the
+        n_layers, d_state, d_conv, expand, headdim, chunk_size, backend, recompute: of the
             :class:`BiMamba2Stack` (``headdim`` must divide ``expand * d_model``).
         top_k: neighbours kept per node.
         time_pool: run the sequence model on block means of this many steps and hold each
@@ -116,6 +116,7 @@ class EdgeStream(nn.Module):
         backend: str = "auto",
         top_k: int = 3,
         time_pool: int = 1,
+        recompute: bool = True,
     ) -> None:
         super().__init__()
         if (expand * d_model) % headdim:
@@ -138,6 +139,7 @@ class EdgeStream(nn.Module):
             headdim=headdim,
             chunk_size=chunk_size,
             backend=backend,
+            recompute=recompute,
         )
         self.out = nn.Linear(d_model, 1)
 

@@ -3,9 +3,10 @@
 Interface (shared with the model code)::
 
     Mamba2(d_model, d_state=16, d_conv=4, expand=2, headdim=8, ngroups=1, chunk_size=64,
-           backend="auto")                         forward (B, L, d_model) -> (B, L, d_model)
+           backend="auto", recompute=True)         forward (B, L, d_model) -> (B, L, d_model)
     BiMamba2Stack(d_model, n_layers, d_state, d_conv=4, expand=2, headdim=8, chunk_size=64,
-                  backend="auto", ngroups=1)       forward (B, L, d_model) -> (B, L, d_model)
+                  backend="auto", ngroups=1, recompute=True)
+                                                   forward (B, L, d_model) -> (B, L, d_model)
 
 Each :class:`BiMamba2` layer: pre-norm (RMSNorm), a forward and a time-reversed Mamba2
 (separate weights), averaged, plus the residual; the stack ends with an RMSNorm.
@@ -26,6 +27,14 @@ Its parameters have the names and shapes of ``mamba_ssm.Mamba2`` (``in_proj.weig
 ``conv1d.weight``, ``conv1d.bias``, ``dt_bias``, ``A_log``, ``D``, ``norm.weight``,
 ``out_proj.weight``; no buffers), so a state dict loads into either in strict mode.
 
+Memory in training: with ``recompute=True`` (the default) the pure-PyTorch block keeps only
+its input for the backward pass and recomputes its internals there, as ``mamba_ssm``'s fused
+kernel does (which keeps its input projection). The internals are about 15 tensors of
+``d_inner`` channels per step, 10-30x the block's input; keeping them made v3 training
+need 3.8 GB per 60 s window. Sequences are recomputed in groups of at most
+:data:`RECOMPUTE_GROUP_ELEMENTS` steps x channels, so the backward's temporaries stay bounded
+whatever the batch. The price is one more forward of the block in the backward pass.
+
 Backends: ``"torch"`` always runs our chunked scan; ``"cuda"`` runs the fused
 ``mamba_ssm`` kernel and fails with an install hint when ``mamba_ssm`` is missing;
 ``"auto"`` picks ``mamba_ssm`` for CUDA inputs when it imports, and ours otherwise. The
@@ -43,6 +52,7 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from brain_go_brr.models.ssd import ssd_scan
 
@@ -54,6 +64,9 @@ _INSTALL_HINT = (
     "build of torch), or set backend='torch' to use the pure-PyTorch scan"
 )
 _announced: set[str] = set()
+#: Recompute groups of sequences with at most this many (steps x d_inner) elements: each
+#: of the ~15 internal tensors of a group is then at most 16 MB in float32.
+RECOMPUTE_GROUP_ELEMENTS = 1 << 22
 
 
 @functools.cache
@@ -119,6 +132,9 @@ class Mamba2(nn.Module):
         chunk_size: chunk length of the SSD scan (a speed/memory knob; results do not
             depend on it).
         backend: ``"auto"``, ``"torch"`` or ``"cuda"`` (module docstring).
+        recompute: in training, keep only the input for backward and recompute the
+            pure-PyTorch block's internals there (module docstring); no effect without
+            gradients or on the ``mamba_ssm`` path.
         dt_min, dt_max, dt_init_floor: ``dt`` at init is log-uniform in
             ``[dt_min, dt_max]`` (floored), stored through the inverse softplus.
         A_init_range: ``A`` at init is uniform in this range (stored as ``log A``).
@@ -136,6 +152,7 @@ class Mamba2(nn.Module):
         ngroups: int = 1,
         chunk_size: int = 64,
         backend: str = "auto",
+        recompute: bool = True,
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         dt_init_floor: float = 1e-4,
@@ -164,6 +181,7 @@ class Mamba2(nn.Module):
             backend,
         )
         self.d_inner, self.nheads = d_inner, nheads
+        self.recompute = recompute
         self.dt_min, self.dt_max, self.dt_init_floor = dt_min, dt_max, dt_init_floor
         self.A_init_range = A_init_range
 
@@ -198,7 +216,8 @@ class Mamba2(nn.Module):
         return (
             f"d_model={self.d_model}, d_state={self.d_state}, d_conv={self.d_conv}, "
             f"expand={self.expand}, headdim={self.headdim}, ngroups={self.ngroups}, "
-            f"nheads={self.nheads}, chunk_size={self.chunk_size}, backend={self.backend!r}"
+            f"nheads={self.nheads}, chunk_size={self.chunk_size}, backend={self.backend!r}, "
+            f"recompute={self.recompute}"
         )
 
     def _use_cuda_kernel(self, u: Tensor) -> bool:
@@ -221,7 +240,14 @@ class Mamba2(nn.Module):
     def forward(self, u: Tensor) -> Tensor:
         if self._use_cuda_kernel(u):
             return self._forward_mamba_ssm(self.in_proj(u))
-        return self._forward_torch(u)
+        if not (self.recompute and torch.is_grad_enabled()):
+            return self._forward_torch(u)
+        per_group = max(1, RECOMPUTE_GROUP_ELEMENTS // max(1, u.shape[1] * self.d_inner))
+        parts = [
+            cast(Tensor, checkpoint(self._forward_torch, part, use_reentrant=False))
+            for part in u.split(per_group)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _forward_torch(self, u: Tensor) -> Tensor:
         # in_proj's rows are [z | x | B C | dt]. Projecting each piece on its own (same
@@ -333,6 +359,7 @@ class BiMamba2Stack(nn.Module):
         chunk_size: int = 64,
         backend: str = "auto",
         ngroups: int = 1,
+        recompute: bool = True,
     ) -> None:
         super().__init__()
         if n_layers < 1:
@@ -347,6 +374,7 @@ class BiMamba2Stack(nn.Module):
                 ngroups=ngroups,
                 chunk_size=chunk_size,
                 backend=backend,
+                recompute=recompute,
             )
             for _ in range(n_layers)
         )

@@ -67,6 +67,9 @@ class V3Config:
     node_chunk_size: int = 32
     edge_chunk_size: int = 32
     mamba_backend: str = "auto"  # "auto" | "torch" | "mamba_ssm" (see models/mamba2.py)
+    # training: each Mamba2 block keeps only its input and recomputes its internals in
+    # backward (as mamba_ssm's fused kernel does); false keeps them (more memory, faster)
+    mamba_recompute: bool = True
     # graph
     top_k: int = 3  # neighbours kept per node and step
     pe_dim: int = 16  # Laplacian eigenvectors per node
@@ -121,6 +124,7 @@ class V3Detector(nn.Module):
             headdim=cfg.node_headdim,
             chunk_size=cfg.node_chunk_size,
             backend=cfg.mamba_backend,
+            recompute=cfg.mamba_recompute,
         )
         self.edge_stream = EdgeStream(
             n,
@@ -134,6 +138,7 @@ class V3Detector(nn.Module):
             backend=cfg.mamba_backend,
             top_k=cfg.top_k,
             time_pool=cfg.edge_time_pool,
+            recompute=cfg.mamba_recompute,
         )
         self.edge_stream.checkpointing = cfg.checkpointing
         self.lpe = LaplacianPE(n, cfg.pe_dim, cfg.pe.mode, cfg.pe.interval)

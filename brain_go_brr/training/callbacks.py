@@ -2,11 +2,11 @@
 
 What a checkpoint holds (Lightning's own keys plus ours), enough to continue a run exactly:
 model weights, optimizer and scheduler state, epoch and global step, the loops' progress
-(mid-epoch position included), the training loader's position in its epoch
-(:class:`~brain_go_brr.training.resumable.ResumableLoader`), the callbacks' state (best
-score, early-stopping patience), the count of skipped non-finite steps, and the torch /
-numpy / python random states (:class:`RandomStateCallback`). Everything is tensors and
-plain Python values, so ``torch.load(path, weights_only=True)`` reads it.
+(mid-epoch position included), the training loader's position in its epoch (the
+DataModule's state, see :class:`~brain_go_brr.data.datamodule.TrainLoader`), the callbacks'
+state (best score, early-stopping patience), the count of skipped non-finite steps, and the
+torch / numpy / python random states (:class:`RandomStateCallback`). Everything is tensors
+and plain Python values, so ``torch.load(path, weights_only=True)`` reads it.
 
 Mid-epoch checkpoints: ``callbacks.last_checkpoint_mid_epoch.every_n_train_steps`` rewrites
 ``last.ckpt`` every N optimizer steps, so a killed run loses at most N steps; resume with

@@ -200,13 +200,6 @@ class SeizureDetectorModule(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
         }
 
-    def on_train_start(self) -> None:
-        # Lightning hands a resumable loader its saved position only when it builds the
-        # loader after restoring a checkpoint; trainer.estimated_stepping_batches (in
-        # configure_optimizers) built it before, so the position is handed over here, before
-        # the first batch is drawn (a no-op unless resuming mid-epoch).
-        self.trainer.fit_loop._load_combined_loader_states()
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nonfinite_steps"] = self.nonfinite_steps
 
@@ -232,7 +225,7 @@ class SeizureDetectorModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         if batch["x"].shape[0] == 0:
-            return  # a DDP rank without dev records (EveryRankEvalLoader): joins the gather only
+            return  # a DDP rank without dev records (EvalLoader): joins the gather only
         logits = self(batch["x"]).float()  # (B, T)
         loss = self.loss_fn(logits, batch["y"])
         n = int(logits.shape[0])

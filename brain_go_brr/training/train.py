@@ -36,7 +36,6 @@ from brain_go_brr.post.postprocess import PostConfig
 from brain_go_brr.training.callbacks import AtomicCheckpointIO, RandomStateCallback
 from brain_go_brr.training.module import SeizureDetectorModule
 from brain_go_brr.training.optim import OptimConfig
-from brain_go_brr.training.resumable import EveryRankEvalLoader, ResumableLoader
 
 log = logging.getLogger(__name__)
 
@@ -104,23 +103,6 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [*callbacks, RandomStateCallback()]
 
 
-def _wrap_loaders(dm: L.LightningDataModule) -> None:
-    """Wrap the DataModule's training loader in :class:`ResumableLoader` (exact mid-epoch
-    resume) and its validation loader in :class:`EveryRankEvalLoader` (DDP ranks without dev
-    records still take part in validation). The loaders are built lazily by Lightning, once
-    the trainer knows each process's rank, so the wrapping happens at build time."""
-    build_train, build_val = dm.train_dataloader, dm.val_dataloader
-
-    def train_dataloader() -> ResumableLoader:
-        return ResumableLoader(build_train())
-
-    def val_dataloader() -> EveryRankEvalLoader:
-        return EveryRankEvalLoader(build_val())
-
-    dm.train_dataloader = train_dataloader  # type: ignore[method-assign]
-    dm.val_dataloader = val_dataloader  # type: ignore[method-assign]
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the detector ``cfg`` describes; returns the final logged metrics.
 
@@ -144,7 +126,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_float32_matmul_precision(str(cfg.hardware.matmul_precision))
 
     datamodule = datamodule_from_config(cfg.data)  # data=synthetic generates on first use
-    _wrap_loaders(datamodule)
 
     detector: nn.Module = hydra.utils.instantiate(cfg.model)
     summary = model_summary(detector)
