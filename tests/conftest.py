@@ -23,6 +23,19 @@ def nedc_demo() -> Path:
     return NEDC_DEMO
 
 
+@pytest.fixture
+def nedc_nfc() -> Path:
+    """A local NEDC EEG Eval v6.0.0 (``$NEDC_NFC``, as its README sets it); skips without one.
+
+    NEDC is never part of this repository. Its ``toml`` and ``lxml`` must be importable by
+    this interpreter (installed, or on ``PYTHONPATH``); its ``lib/`` is added by the test.
+    """
+    root = os.environ.get("NEDC_NFC")
+    if not root or not (Path(root) / "bin" / "nedc_eeg_eval").is_file():
+        pytest.skip("NEDC v6.0.0 not given: set NEDC_NFC=PATH/TO/nedc_eeg_eval/v6.0.0")
+    return Path(root)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     try:
         import torch

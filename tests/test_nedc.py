@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +154,84 @@ def test_nedc_demo_parity(nedc_demo: Path) -> None:
         assert round(got["false_alarms"], 2) == want["false_alarms"]
         assert round(100 * got["sensitivity"], 4) == round(100 * want["sensitivity"], 4)
         assert round(got["fa_per_24h"], 4) == want["fa_per_24h"]
+
+
+# ------------------------------------------------- NEDC v6.0.0 itself, opt-in (NEDC_NFC)
+
+_NEDC_SEIZ_FIGURES = {
+    "Targets": "targets",
+    "Hits": "hits",
+    "Misses": "misses",
+    "False Alarms": "false_alarms",
+    "Sensitivity (TPR, Recall)": "sensitivity",
+    "False Alarm Rate": "fa_per_24h",
+}
+
+
+def _nedc_seiz_figures(summary: str, section: str) -> dict[str, str]:
+    """The SEIZ figures of one scorer's block of NEDC's ``summary.txt``, as printed."""
+    block = summary.split(section, 1)[1].split("LABEL: SEIZ", 1)[1].split("LABEL:", 1)[0]
+    out = {}
+    for name, key in _NEDC_SEIZ_FIGURES.items():
+        m = re.search(rf"^\s*{re.escape(name)}:\s*([\d.]+)", block, re.M)
+        assert m is not None, f"{name} missing from NEDC's {section}"
+        out[key] = m.group(1)
+    return out
+
+
+def _edge_case_records() -> tuple[list, list[list[Event]]]:
+    """Records written the way ``evaluate.py`` writes them: hand-built edge cases, then a
+    seeded random batch."""
+    from brain_go_brr.evaluation.probs import CachedRecord
+
+    cases: list[tuple[float, list[Event], list[Event]]] = [
+        (128.0, [Event(0.0, 20.0)], [Event(0.0, 128.0, "seiz", 0.31)]),  # from 0 to the end
+        (301.5, [Event(280.0, 301.5, "fnsz")], [Event(290.12345, 340.0)]),  # clipped at end
+        (1289.0, [Event(100.0, 900.0)], [Event(90.0, 690.0), Event(690.0, 760.0)]),  # 600 s cut
+        (60.0, [], [Event(12.00390625, 12.5), Event(30.0, 33.0)]),  # false alarms only
+        (60.0, [Event(10.0, 20.0), Event(30.0, 40.0)], [Event(15.0, 35.0)]),  # one spans two
+        (90.0, [], []),
+    ]
+    rng = random.Random(6)
+    for _ in range(30):
+        duration_s = rng.choice([60.0, 569.0, 1000.125, 3600.0])
+
+        def draw(n: int, d: float = duration_s) -> list[Event]:
+            starts = (rng.uniform(0.0, d) for _ in range(n))
+            return [Event(a, a + rng.expovariate(1 / 40), "seiz", rng.random()) for a in starts]
+
+        cases.append((duration_s, draw(rng.randint(0, 3)), draw(rng.randint(0, 5))))
+    records = [
+        CachedRecord(f"rec{i:03d}_s001_t000", f"rec{i:03d}", "", round(d * 256), d, ref)
+        for i, (d, ref, _) in enumerate(cases)
+    ]
+    return records, [hyp for _, _, hyp in cases]
+
+
+def test_nedc_itself_scores_our_files_as_we_do(nedc_nfc: Path, tmp_path: Path) -> None:
+    """NEDC v6.0.0 runs on evaluate.py's csv_bi files and lists unchanged, with our figures."""
+    from brain_go_brr.cli import main as cli_main
+    from brain_go_brr.evaluation.evaluate import write_nedc_files
+
+    records, hyps = _edge_case_records()
+    ref_list, hyp_list = write_nedc_files(tmp_path / "nedc", records, hyps)
+    paths = os.pathsep.join(filter(None, [str(nedc_nfc / "lib"), os.environ.get("PYTHONPATH")]))
+    run = subprocess.run(
+        [sys.executable, str(nedc_nfc / "bin" / "nedc_eeg_eval"), str(ref_list), str(hyp_list),
+         "-o", str(tmp_path / "out")],
+        env={**os.environ, "NEDC_NFC": str(nedc_nfc), "PYTHONPATH": paths},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0 and "Error" not in run.stdout, run.stdout + run.stderr
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+
+    report = tmp_path / "score.json"
+    assert cli_main(["score", str(ref_list), str(hyp_list), "--json", str(report)]) == 0
+    ours = json.loads(report.read_text())
+    sections = {"ovlp": "NEDC OVERLAP SCORING SUMMARY", "taes": "NEDC TAES SCORING SUMMARY"}
+    for scorer, section in sections.items():
+        for key, printed in _nedc_seiz_figures(summary, section).items():
+            value = ours[scorer][key] * (100 if key == "sensitivity" else 1)  # NEDC prints %
+            decimals = len(printed.partition(".")[2])
+            assert abs(value - float(printed)) <= 0.5 * 10**-decimals + 1e-9, (scorer, key)
+    assert ours["ovlp"]["false_alarms"] > 0 and 0 < ours["taes"]["sensitivity"] < 1
