@@ -116,11 +116,26 @@ def test_tiny_full_window_shape() -> None:
         assert model(torch.randn(1, 19, 15360)).shape == (1, 15360)
 
 
-def test_checkpointing_changes_neither_outputs_nor_gradients() -> None:
+@pytest.mark.parametrize(
+    "memory_saving",
+    [{"checkpointing": True}, {"mamba_recompute": True}, {"checkpointing": True, "top_k": 5}],
+)
+def test_memory_saving_changes_neither_outputs_nor_gradients(
+    memory_saving: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brain_go_brr.models import mamba2
+
+    # tiny recompute groups, so the edge and node sequences are recomputed in several groups
+    monkeypatch.setattr(mamba2, "RECOMPUTE_GROUP_ELEMENTS", 3 * 64 * 16)
     x = torch.randn(2, 19, SHORT, generator=torch.Generator().manual_seed(3))
     results = []
-    for checkpointing in (False, True):
-        model = _model(checkpointing=checkpointing)
+    plain = {
+        "checkpointing": False,
+        "mamba_recompute": False,
+        "top_k": memory_saving.get("top_k", 3),
+    }
+    for overrides in (plain, {**plain, **memory_saving}):
+        model = _model(**overrides)
         logits = model(x)
         logits.sigmoid().mean().backward()
         results.append((logits.detach(), [p.grad for p in model.parameters()]))

@@ -66,7 +66,7 @@ _INSTALL_HINT = (
 _announced: set[str] = set()
 #: Recompute groups of sequences with at most this many (steps x d_inner) elements: each
 #: of the ~15 internal tensors of a group is then at most 16 MB in float32.
-RECOMPUTE_GROUP_ELEMENTS = 1 << 22
+RECOMPUTE_GROUP_ELEMENTS = 1 << 20
 
 
 @functools.cache

@@ -17,8 +17,11 @@ Data flow (default widths; ``B`` windows of ``T = 15360`` samples = 60 s at 256 
 The back-projection is added to the TCN features (a residual around the graph part) so the
 decoder keeps the encoder's direct path while the streams and the GNN learn.
 
-``V3Config.checkpointing`` recomputes activations in backward: per layer in the two Mamba
-stacks (where the memory is) and per stage elsewhere. It only acts when gradients are on.
+Training memory: by default each Mamba2 block keeps only its input and recomputes its
+internals in backward (``V3Config.mamba_recompute``, as ``mamba_ssm``'s fused kernel does).
+``V3Config.checkpointing`` also recomputes activations in backward: per layer in the two
+Mamba stacks, per window in the GNN and per stage elsewhere. Both only act when gradients
+are on; neither changes results.
 """
 
 from __future__ import annotations
@@ -153,6 +156,22 @@ class V3Detector(nn.Module):
         result: Tensor = module(*args)
         return result
 
+    def _graph_stage(self, nodes: Tensor, pe: Tensor, adjacency: Tensor) -> Tensor:
+        """The GNN over all B * T' graphs at once; with checkpointing, one window at a time.
+
+        SSGConv's per-edge messages are its largest temporaries (about 0.18 GB per window in
+        float32); recomputing window by window bounds them by one window whatever the batch.
+        Shapes: nodes (B, T', N, D), pe (B, T', N, pe_dim), adjacency (B, T', N, N).
+        """
+        if not (self.config.checkpointing and torch.is_grad_enabled()):
+            out: Tensor = self.gnn(nodes, pe, adjacency)
+            return out
+        parts = [
+            checkpoint(self.gnn, *window, use_reentrant=False)
+            for window in zip(nodes.split(1), pe.split(1), adjacency.split(1), strict=True)
+        ]
+        return torch.cat(parts)
+
     def forward(self, x: Tensor) -> Tensor:
         cfg = self.config
         if x.ndim != 3 or x.shape[1] != cfg.n_channels or x.shape[2] % cfg.downsampling:
@@ -169,7 +188,7 @@ class V3Detector(nn.Module):
         nodes = nodes.view(batch, n, n_steps, cfg.node_dim)  # (B, N, T', D)
         adjacency = self.edge_stream(nodes)  # (B, T', N, N)
         pe = self.lpe(adjacency)  # (B, T', N, pe_dim)
-        graph = self._stage(self.gnn, nodes.transpose(1, 2), pe, adjacency)  # (B, T', N, D)
+        graph = self._graph_stage(nodes.transpose(1, 2), pe, adjacency)  # (B, T', N, D)
         graph = graph.permute(0, 2, 3, 1).reshape(batch, n * cfg.node_dim, n_steps)
         features = features + self.back_proj(graph)  # (B, C, T')
         logits: Tensor = self._stage(self.decoder, features)  # (B, T)
