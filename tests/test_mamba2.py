@@ -98,14 +98,14 @@ def test_auto_method_halves_the_chunk_then_falls_back_to_blocked() -> None:
 
     inputs = scan_inputs(64, seed=4)
     inputs["dt"] = torch.full_like(inputs["dt"], 1.0)
-    # log-decay 3 per step: 96 per 32-step chunk (past the limit), 48 per 16-step chunk
-    inputs["A"] = torch.full_like(inputs["A"], -3.0)
-    assert 16 * 3.0 <= ssd.FACTORED_MAX_LOG_DECAY < 32 * 3.0
+    # log-decay 5 per step: 160 per 32-step chunk (past the limit), 80 per 16-step chunk
+    inputs["A"] = torch.full_like(inputs["A"], -5.0)
+    assert 16 * 5.0 <= ssd.FACTORED_MAX_LOG_DECAY < 32 * 5.0
     auto = ssd_scan(**inputs, chunk_size=32)
     assert torch.equal(auto, ssd_scan(**inputs, chunk_size=16, method="factored"))
-    # 8 per step: 64 even at a quarter chunk (8 steps), so the blocked scan is used
-    inputs["A"] = torch.full_like(inputs["A"], -8.0)
-    assert ssd.FACTORED_MAX_LOG_DECAY < 8 * 8.0
+    # 16 per step: 128 even at a quarter chunk (8 steps), so the blocked scan is used
+    inputs["A"] = torch.full_like(inputs["A"], -16.0)
+    assert 8 * 16.0 > ssd.FACTORED_MAX_LOG_DECAY
     auto = ssd_scan(**inputs, chunk_size=32)
     blocked = ssd_scan(**inputs, chunk_size=32, method="blocked")
     assert torch.equal(auto, blocked)
@@ -304,3 +304,22 @@ def test_mamba_ssm_kernel_matches_our_scan() -> None:
     # Both against the float64 sequential scan, on the CPU.
     ref = mamba2_block_reference(ours.cpu(), u.detach().cpu())
     assert rel_err(y_kernel.detach().cpu(), ref) < 1e-3
+
+
+def test_factored_scan_is_accurate_near_its_decay_limit() -> None:
+    from brain_go_brr.models import ssd
+
+    inputs = scan_inputs(200, seed=5)
+    inputs["dt"] = torch.full_like(inputs["dt"], 0.2)
+    inputs["A"] = torch.full_like(inputs["A"], -15.0)  # 3 per step: 96 per 32-step chunk
+    assert 0.75 * ssd.FACTORED_MAX_LOG_DECAY < 32 * 3.0 <= ssd.FACTORED_MAX_LOG_DECAY
+    grad_out = torch.randn(inputs["x"].shape, generator=torch.Generator().manual_seed(6))
+    ours = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    y = ssd_scan(**ours, chunk_size=32, method="factored")
+    (y * grad_out).sum().backward()
+    ref = {k: v.double().requires_grad_(True) for k, v in inputs.items()}
+    y_ref = ssd_scan_reference(**ref)
+    (y_ref * grad_out.double()).sum().backward()
+    assert rel_err(y, y_ref) < 1e-5
+    for name in ("x", "dt", "A", "B", "C", "D"):
+        assert rel_err(ours[name].grad, ref[name].grad) < 1e-5, name

@@ -152,10 +152,10 @@ class _WithinChunk(torch.autograd.Function):
         return da, None, dscores, dxdt
 
 
-#: Largest log-decay a chunk may span for the factored within-chunk step (see
-#: :func:`_scan_factored`): its factors ``exp(±acs)`` then stay within ``e^60 ~ 1e26`` in
-#: float32 (limit ``e^88``), with room for the inputs' own scale.
-FACTORED_MAX_LOG_DECAY = 60.0
+#: Largest total log-decay a chunk may have for the factored within-chunk step: its
+#: factors ``exp(±(acs - acs_mid))``, taken about the chunk's middle step, then stay within
+#: ``e^60 ~ 1e26`` in float32 (whose limit is ``e^88``), with room for the inputs' scale.
+FACTORED_MAX_LOG_DECAY = 120.0
 
 
 def ssd_scan(
@@ -173,8 +173,8 @@ def ssd_scan(
     ``method`` picks how the within-chunk step is computed; both give the same results to
     float32 rounding (the tests hold both to the float64 reference):
 
-    - ``"factored"``: the decay ``L[i, j] = exp(acs_i) exp(-acs_j)`` is split into a
-      per-step factor on each side, so the masked quadratic form is one matmul per group
+    - ``"factored"``: the decay ``L[i, j] = exp(acs_i - m) exp(m - acs_j)`` (``m``: the
+      running sum at the chunk's middle step) is split into a per-step factor on each side, so the masked quadratic form is one matmul per group
       (shared by its heads) and no (chunks, heads, q, q) decay matrix exists; 2-5x faster
       on CPU. Valid while every chunk's total log-decay stays within
       :data:`FACTORED_MAX_LOG_DECAY` (beyond it the factors overflow float32).
@@ -241,17 +241,23 @@ def _chunked_scan(
     acs = a.double().cumsum(2)  # (b, c, q, h), non-increasing along q
     Bg = B.view(b, c, q, g, n).transpose(2, 3)  # (b, c, g, q, n)
     Cg = C.view(b, c, q, g, n).transpose(2, 3)  # (b, c, g, q, n)
-    decay_in = acs.exp().to(x.dtype)  # (b, c, q, h): decay from the chunk start to step i
-
     if factored:
-        # xs_j = exp(-acs_j) dt_j x_j: inputs scaled up by the decay they will undergo.
-        grow = (-acs).exp().to(x.dtype)  # (b, c, q, h)
+        # Factors about the middle step m of each chunk: decay_in_i = exp(acs_i - m) and
+        # grow_j = exp(m - acs_j), so decay_in_i * grow_j = L[i, j] and both stay within
+        # exp(+-span / 2). The result does not depend on m, so m is a constant for autograd
+        # (its paths would cancel exactly, but only up to rounding).
+        middle = acs[:, :, (q - 1) // 2].detach().unsqueeze(2)  # (b, c, 1, h)
+        centred = acs - middle
+        decay_in = centred.exp().to(x.dtype)  # (b, c, q, h)
+        grow = (-centred).exp().to(x.dtype)  # (b, c, q, h)
+        # xs_j = grow_j dt_j x_j: inputs scaled up by the decay they will undergo.
         xs = x.view(b, c, q, h, p) * (dt.view(b, c, q, h) * grow).unsqueeze(-1)
         xs_g = xs.view(b, c, q, g, hp).transpose(2, 3)  # (b, c, g, q, hp)
-        # 2. Chunk states at the last step: exp(acs_last) * sum_j xs_j B_j^T.
+        # 2. Chunk states at the last step: exp(acs_last - m) * sum_j xs_j B_j^T.
         chunk_states = xs_g.transpose(-1, -2) @ Bg  # (b, c, g, hp, n)
         chunk_states = chunk_states.view(b, c, h, p * n) * decay_in[:, :, -1].unsqueeze(-1)
     else:
+        decay_in = acs.exp().to(x.dtype)  # (b, c, q, h): decay from the chunk start to step i
         xdt = (x * dt.unsqueeze(-1)).view(b, c, q, h, p)
         decay_to_end = (acs[:, :, -1:] - acs).exp().to(x.dtype)  # (b, c, q, h)
         weighted = (xdt * decay_to_end.unsqueeze(-1)).view(b, c, q, g, hp)
@@ -266,7 +272,10 @@ def _chunked_scan(
     between = between.masked_fill(upper, float("-inf")).exp().to(x.dtype)
     ends = between @ chunk_states.transpose(1, 2)  # (b, h, c, p*n)
     entering = F.pad(ends[:, :, :-1], (0, 0, 1, 0))  # (b, h, c, p*n), zero state first
-    entering = entering.transpose(1, 2).reshape(b, c, g, hp, n)
+    entering = entering.transpose(1, 2)  # (b, c, h, p*n)
+    if factored:  # decay from the chunk start to step i = exp(m) * decay_in_i
+        entering = entering * middle.squeeze(2).exp().to(x.dtype).unsqueeze(-1)
+    entering = entering.reshape(b, c, g, hp, n)
 
     # 1 + 4. Within chunks, y_i = sum_{j <= i} (C_i . B_j) L[i, j] dt_j x_j, plus the entering
     #    state read out by C_i; both decayed to step i.
