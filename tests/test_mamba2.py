@@ -105,7 +105,7 @@ def test_auto_method_halves_the_chunk_then_falls_back_to_blocked() -> None:
     assert torch.equal(auto, ssd_scan(**inputs, chunk_size=16, method="factored"))
     # 16 per step: 128 even at a quarter chunk (8 steps), so the blocked scan is used
     inputs["A"] = torch.full_like(inputs["A"], -16.0)
-    assert 8 * 16.0 > ssd.FACTORED_MAX_LOG_DECAY
+    assert ssd.FACTORED_MAX_LOG_DECAY < 8 * 16.0
     auto = ssd_scan(**inputs, chunk_size=32)
     blocked = ssd_scan(**inputs, chunk_size=32, method="blocked")
     assert torch.equal(auto, blocked)
