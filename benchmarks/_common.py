@@ -15,12 +15,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from brain_go_brr.runtime import tune_cpu_allocator
+from brain_go_brr.runtime import allocator_tuned
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-# Every benchmark measures what the entry points (train.py, evaluate.py, brain-go-brr) run
-# with: glibc malloc tuned as brain_go_brr/runtime.py explains (BGB_MALLOC_TUNING=0: off).
-MALLOC_TUNED = tune_cpu_allocator()
 
 
 def machine() -> str:
@@ -51,7 +48,9 @@ def machine() -> str:
     except ImportError:
         pass
     parts.append(f"Python {platform.python_version()}")
-    parts.append("malloc tuned" if MALLOC_TUNED else "malloc defaults (BGB_MALLOC_TUNING=0)")
+    parts.append(
+        "malloc tuned (brain_go_brr/runtime.py)" if allocator_tuned() else "malloc defaults"
+    )
     return ", ".join(parts)
 
 

@@ -47,6 +47,7 @@ from brain_go_brr.models import V3Config, V3Detector
 from brain_go_brr.models.edge_stream import pairs_to_dense, topk_adjacency
 from brain_go_brr.models.info import dead_parameters, stage_flops, stage_parameters
 from brain_go_brr.models.laplacian_pe import LaplacianPE
+from brain_go_brr.runtime import tune_cpu_allocator
 
 WINDOW = 15360  # 60 s at 256 Hz
 
@@ -116,6 +117,7 @@ def _train_step_peak(config: V3Config, batch: int, queue: Any) -> None:
     Step 1 gives the resident-set growth (``ru_maxrss`` is a high-water mark, so only the
     first step shows it), step 2 the time, step 3 (under the profiler) the live-tensor peak.
     """
+    tune_cpu_allocator()  # as train() does
     torch.manual_seed(0)
     model = V3Detector(config)
     x = torch.randn(batch, config.n_channels, WINDOW)
@@ -319,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from _common import write_section
 
+    tune_cpu_allocator()  # as train() and evaluate() do: brain_go_brr/runtime.py
     markdown = run(args.seizure_transformer, args.repeats, args.skip_mamba, args.note)
     if args.seizure_transformer is not None:  # BENCHMARKS.md must not hold this machine's paths
         sys.argv = [

@@ -113,6 +113,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.steps)))
         return
+    load_at_start = os.getloadavg()[0]
     rows = []
     for model in args.models:
         env = {**os.environ, "WANDB_MODE": "offline"}
@@ -139,8 +140,8 @@ def main() -> None:
         "s/step: forward + backward + AdamW of one batch, mean over the timed steps (the first "
         "step is warm-up and not timed). Peak RSS: the whole training process. Loader share: "
         "time between steps (loader `next` plus Lightning bookkeeping, an upper bound) / (that "
-        "+ stepping); target < 5 %. The machine was shared "
-        "with other jobs while measuring, so times are upper bounds."
+        f"+ stepping); target < 5 %. Load average (1 min) when the benchmark started: "
+        f"{load_at_start:.2f} on {os.cpu_count()} cores."
     )
     write_section("train", "Training throughput (cpu preset)", body)
 

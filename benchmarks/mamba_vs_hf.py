@@ -251,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from _common import write_section
 
+    from brain_go_brr.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as train() and evaluate() do: brain_go_brr/runtime.py
+
     parts = []
     for threads in args.threads:
         torch.set_num_threads(threads)

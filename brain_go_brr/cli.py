@@ -37,6 +37,10 @@ def _top_parser() -> argparse.ArgumentParser:
     )
 
 
+#: Commands that run the detector, for which brain_go_brr.runtime tunes the C allocator.
+MODEL_COMMANDS = {"detect"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
@@ -51,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     module_name, help_ = COMMANDS[name]
-    tune_cpu_allocator()  # before any command allocates tensors (brain_go_brr/runtime.py)
+    if name in MODEL_COMMANDS:
+        tune_cpu_allocator()  # before the model allocates tensors (brain_go_brr/runtime.py)
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"brain-go-brr {name}", description=help_)
     module.add_arguments(parser)

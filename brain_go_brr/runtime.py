@@ -11,9 +11,12 @@ both). PyTorch's CPU performance guide gets the same effect by preloading jemall
 tcmalloc; this needs no extra library.
 
 The cost: memory freed by the process stays mapped to it (the resident set does not
-shrink after a peak). Training, evaluation and benchmarks reach their peak early and
-stay near it, so the trade is a good one for them; set ``BGB_MALLOC_TUNING=0`` to keep
-glibc's defaults. On systems without glibc (macOS, musl) nothing is changed.
+shrink after a peak), and numpy work on very large arrays gets slower (the scoring
+benchmark's 50-point sweep over 128 h took 8.2 s with it, 6.4 s without). So only the
+code that runs the model applies it: ``train()``, ``evaluate()`` with a checkpoint,
+``brain-go-brr detect`` and the model benchmarks, not the scorer or the data pipeline.
+Set ``BGB_MALLOC_TUNING=0`` to keep glibc's defaults everywhere. On systems without glibc
+(macOS, musl) nothing is changed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
 _tuned: bool | None = None
+
+
+def allocator_tuned() -> bool:
+    """Whether :func:`tune_cpu_allocator` has taken effect in this process."""
+    return bool(_tuned)
 
 
 def tune_cpu_allocator() -> bool:

@@ -451,7 +451,8 @@ def _iter_probs(cache: ProbCache) -> Iterator[scoring.RecordTrack]:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a checkpoint (``ckpt_path``) or re-score a cache (``probs_dir``); see above."""
-    tune_cpu_allocator()
+    if not cfg.get("probs_dir"):
+        tune_cpu_allocator()  # the model runs: see brain_go_brr/runtime.py (not for re-scoring)
     out_dir = Path(str(cfg.out_dir))
     post = PostConfig(**_plain(cfg.post))
     fa_targets = tuple(float(t) for t in cfg.fa_targets)
