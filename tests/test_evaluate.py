@@ -373,3 +373,37 @@ def test_detect_command_reproduces_the_evaluation_track(
     assert cli_main([*argv, "--out", str(hyp), "--probs", str(probs)]) == 0
     np.testing.assert_allclose(np.load(probs), cache.load(rec.record_id), atol=0.5 / 255 + 1e-6)
     assert read_csv_bi(hyp).duration_s == pytest.approx(rec.duration_s)
+
+
+@pytest.mark.slow
+def test_optuna_sweep_over_post_rescores_the_cache(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The README's ``python evaluate.py probs_dir=... -m hydra/sweeper=optuna ...``."""
+    import os
+    import subprocess
+    import sys
+
+    out, _ = evaluated_run(tmp_path_factory)
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        sys.executable, str(Path(__file__).resolve().parents[1] / "evaluate.py"), "-m",
+        f"probs_dir={out}", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.n_trials=3", "post.tau_on=interval(0.8,0.99)",
+        "post.tau_off=interval(0.5,0.8)", "post.closing_samples=range(11,101,10)",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert len(jobs) == 3
+    objectives = [json.loads((job / "metrics.json").read_text())["objective"] for job in jobs]
+    for job in jobs:
+        assert not (job / "probs").exists()  # re-scoring only: the model never ran
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        tau_on = float(overrides.split("post.tau_on=")[1].split()[0])
+        assert 0.8 <= tau_on <= 0.99
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert f"best_value: {max(objectives)}" in best
+    assert (sweep_dir / "sweep_summary.md").is_file()
