@@ -283,7 +283,7 @@ def _chunked_scan(
     if factored:
         # Strictly below the diagonal through the factors; the diagonal (L = 1) directly,
         # so its gradient does not come out as the difference of two large equal terms.
-        scores = (Cg @ Bg.transpose(-1, -2)).tril(-1)  # (b, c, g, q, q)
+        scores = (Cg @ Bg.transpose(-1, -2)).tril_(-1)  # (b, c, g, q, q)
         y = torch.baddbmm(
             y_off.reshape(b * c * g, q, hp),
             scores.reshape(b * c * g, q, q),
