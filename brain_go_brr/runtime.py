@@ -11,9 +11,9 @@ both). PyTorch's CPU performance guide gets the same effect by preloading jemall
 tcmalloc; this needs no extra library.
 
 The cost: memory freed by the process stays mapped to it (the resident set does not
-shrink after a peak), and numpy work on very large arrays gets slower (the scoring
-benchmark's 50-point sweep over 128 h took 8.2 s with it, 6.4 s without). So only the
-code that runs the model applies it: ``train()``, ``evaluate()`` with a checkpoint,
+shrink after a peak). The scorer's numpy work gained nothing from it (the scoring
+benchmark was no faster with it, and its timings varied more than either way), so only
+the code that runs the model applies it: ``train()``, ``evaluate()`` with a checkpoint,
 ``brain-go-brr detect`` and the model benchmarks, not the scorer or the data pipeline.
 Set ``BGB_MALLOC_TUNING=0`` to keep glibc's defaults everywhere. On systems without glibc
 (macOS, musl) nothing is changed.
