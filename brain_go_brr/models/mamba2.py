@@ -31,7 +31,7 @@ Memory in training: with ``recompute=True`` (the default) the pure-PyTorch block
 its input for the backward pass and recomputes its internals there, as ``mamba_ssm``'s fused
 kernel does (which keeps its input projection). The internals are about 15 tensors of
 ``d_inner`` channels per step, 10-30x the block's input; keeping them made v3 training
-need 3.8 GB per 60 s window. Sequences are recomputed in groups of at most
+need 3.6 GB per 60 s window (0.5 GB with it; BENCHMARKS.md). Sequences are recomputed in groups of at most
 :data:`RECOMPUTE_GROUP_ELEMENTS` steps x channels, so the backward's temporaries stay bounded
 whatever the batch. The price is one more forward of the block in the backward pass.
 
@@ -65,7 +65,7 @@ _INSTALL_HINT = (
 )
 _announced: set[str] = set()
 #: Recompute groups of sequences with at most this many (steps x d_inner) elements: each
-#: of the ~15 internal tensors of a group is then at most 16 MB in float32.
+#: of the ~15 internal tensors of a group is then at most 4 MB in float32.
 RECOMPUTE_GROUP_ELEMENTS = 1 << 20
 
 
@@ -254,10 +254,9 @@ class Mamba2(nn.Module):
         # weights, same result as one matmul split afterwards) keeps every piece contiguous:
         # element-wise CPU kernels on strided column slices run several times slower.
         gn = self.ngroups * self.d_state
-        z_rows, x_rows, bc_rows, _ = self.in_proj.weight.split(
+        z_rows, x_rows, bc_rows, dt_rows = self.in_proj.weight.split(
             [self.d_inner, self.d_inner, 2 * gn, self.nheads]
         )
-        dt_rows = self.in_proj.weight[-self.nheads :]
         z = F.linear(u, z_rows)  # (b, l, d_inner)
         x = F.silu(self._causal_conv(F.linear(u, x_rows), 0))  # (b, l, d_inner)
         bc = F.silu(self._causal_conv(F.linear(u, bc_rows), self.d_inner))  # (b, l, 2 g n)

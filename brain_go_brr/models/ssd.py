@@ -251,7 +251,7 @@ def _chunked_scan(
         decay_in = centred.exp().to(x.dtype)  # (b, c, q, h)
         grow = (-centred).exp().to(x.dtype)  # (b, c, q, h)
         # xs_j = grow_j dt_j x_j: inputs scaled up by the decay they will undergo.
-        xs = x.view(b, c, q, h, p) * (dt.view(b, c, q, h) * grow).unsqueeze(-1)
+        xs = x.reshape(b, c, q, h, p) * (dt.reshape(b, c, q, h) * grow).unsqueeze(-1)
         xs_g = xs.view(b, c, q, g, hp).transpose(2, 3)  # (b, c, g, q, hp)
         # 2. Chunk states at the last step: exp(acs_last - m) * sum_j xs_j B_j^T.
         chunk_states = xs_g.transpose(-1, -2) @ Bg  # (b, c, g, hp, n)
@@ -295,7 +295,7 @@ def _chunked_scan(
         diag = diag.repeat_interleave(heads_per_group, dim=-1) * dt.view(b, c, q, h)
         if D is not None:
             diag = diag + D
-        y = torch.addcmul(y * decay_in.unsqueeze(-1), x.view(b, c, q, h, p), diag.unsqueeze(-1))
+        y = torch.addcmul(y * decay_in.unsqueeze(-1), x.reshape(b, c, q, h, p), diag.unsqueeze(-1))
         return y.reshape(b, c * q, h, p)[:, :length]
     else:
         scores = (Cg @ Bg.transpose(-1, -2)).view(b * c, g, q, q)
