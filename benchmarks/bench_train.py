@@ -86,10 +86,10 @@ def measure(model: str, steps: int) -> dict[str, float]:
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     # The module, not the function of the same name that brain_go_brr.training exports.
-    train_mod = importlib.import_module("brain_go_brr.training.train")
+    train_mod: Any = importlib.import_module("brain_go_brr.training.train")
     timer = _StepTimer()
     build = train_mod.build_callbacks
-    train_mod.build_callbacks = lambda c: [*build(c), timer.callback]  # type: ignore[assignment]
+    train_mod.build_callbacks = lambda c: [*build(c), timer.callback]
     train_mod.train(cfg)
     step = timer.step[1:]  # the first step is warm-up
     fetch = timer.fetch  # gaps before steps 2.. (the first fetch is before any timing)
