@@ -323,3 +323,105 @@ def test_factored_scan_is_accurate_near_its_decay_limit() -> None:
     assert rel_err(y, y_ref) < 1e-5
     for name in ("x", "dt", "A", "B", "C", "D"):
         assert rel_err(ours[name].grad, ref[name].grad) < 1e-5, name
+
+
+# --- the compiled CPU inference path (numba) -------------------------------------------
+
+needs_numba = pytest.mark.skipif(
+    mamba2_module._cpu_kernels() is None, reason="numba does not import here (pip install numba)"
+)
+
+
+@needs_numba
+@pytest.mark.parametrize("ngroups", [1, 2])
+@pytest.mark.parametrize("length", [1, 3, 37, 130])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_compiled_cpu_path_matches_step_by_step_reference(
+    ngroups: int, length: int, reverse: bool
+) -> None:
+    torch.manual_seed(length + 7 * ngroups)
+    block = Mamba2(16, d_state=8, headdim=4, ngroups=ngroups, chunk_size=16, backend="numba")
+    with torch.no_grad():
+        block.conv1d.bias.normal_()  # a non-zero bias checks the padding of the convolution
+        block.D.normal_()
+        block.norm.weight.uniform_(0.5, 1.5)
+        u = torch.randn(3, length, 16)
+        assert block._path(u) == "numba"
+        got = block(u, reverse=reverse)
+        ref = mamba2_block_reference(block, u.flip(1) if reverse else u)
+        assert rel_err(got, ref.flip(1) if reverse else ref) < 1e-5
+
+
+@needs_numba
+def test_compiled_and_chunked_stacks_agree_at_v3_node_size() -> None:
+    torch.manual_seed(0)
+    compiled = BiMamba2Stack(64, 2, 16, headdim=8, chunk_size=32, backend="numba").eval()
+    chunked = BiMamba2Stack(64, 2, 16, headdim=8, chunk_size=32, backend="torch").eval()
+    chunked.load_state_dict(compiled.state_dict(), strict=True)
+    u = torch.randn(4, 200, 64)
+    with torch.no_grad():
+        assert rel_err(compiled(u), chunked(u)) < 1e-5
+        # bfloat16 autocast: projections in bfloat16, the kernels in float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = compiled(u).float()
+        assert rel_err(low, chunked(u)) < 5e-2
+
+
+@needs_numba
+def test_compiled_path_is_causal_and_reverse_sees_only_the_future() -> None:
+    torch.manual_seed(0)
+    u = torch.randn(1, 50, 16)
+    bumped = u.clone()
+    t = 30
+    bumped[:, t] += 1.0
+    block = Mamba2(16, d_state=8, headdim=4, backend="numba")
+    with torch.no_grad():
+        forward = (block(bumped) - block(u)).abs().amax(dim=(0, 2))
+        backward = (block(bumped, reverse=True) - block(u, reverse=True)).abs().amax(dim=(0, 2))
+    assert forward[:t].max() == 0.0 and forward[t:].min() > 0.0
+    assert backward[t + 1 :].max() == 0.0 and backward[: t + 1].min() > 0.0
+
+
+@needs_numba
+@pytest.mark.parametrize("case", ["zeros", "large", "spikes"])
+def test_compiled_path_outputs_are_finite(case: str) -> None:
+    torch.manual_seed(0)
+    stack = BiMamba2Stack(16, n_layers=2, d_state=8, headdim=4, backend="numba").eval()
+    u = {
+        "zeros": torch.zeros(2, 70, 16),
+        "large": torch.full((2, 70, 16), 1e4),
+        "spikes": torch.randn(2, 70, 16) * 100 + 1e4 * (torch.rand(2, 70, 16) > 0.95),
+    }[case]
+    with torch.no_grad():
+        out = stack(u)
+    assert out.shape == u.shape and torch.isfinite(out).all()
+
+
+@needs_numba
+def test_auto_backend_compiles_for_cpu_inference_and_trains_on_the_chunked_scan(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    block = Mamba2(16, headdim=4)
+    u = torch.randn(1, 5, 16)
+    assert block._path(u) == "torch"  # parameters need gradients: training
+    with torch.no_grad():
+        assert block._path(u) == "numba"
+    block.requires_grad_(False)
+    assert block._path(u) == "numba"  # frozen weights, input without gradient: inference
+    assert block._path(u.double()) == "torch"  # the kernels are float32 only
+    mamba2_module._announced.clear()
+    with caplog.at_level(logging.INFO, logger="brain_go_brr.models.mamba2"), torch.no_grad():
+        block(u)
+        block(u)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Mamba2 backend: numba (CPU inference and numba imports)"
+    ]
+
+
+def test_numba_backend_without_numba_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mamba2_module, "_cpu_kernels", lambda: None)
+    with pytest.raises(ImportError, match="pip install numba"):
+        Mamba2(16, backend="numba")
+    block = Mamba2(16, headdim=4)  # auto: falls back to the chunked scan
+    with torch.no_grad():
+        assert block._path(torch.randn(1, 5, 16)) == "torch"

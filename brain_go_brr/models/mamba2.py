@@ -37,9 +37,23 @@ whatever the batch. The price is one more forward of the block in the backward p
 
 Backends: ``"torch"`` always runs our chunked scan; ``"cuda"`` runs the fused
 ``mamba_ssm`` kernel and fails with an install hint when ``mamba_ssm`` is missing;
-``"auto"`` picks ``mamba_ssm`` for CUDA inputs when it imports, and ours otherwise. The
-choice is logged once per process per backend. ``mamba_ssm`` is imported lazily, on first
-use, because it does not import at all on machines without CUDA.
+``"numba"`` runs our compiled CPU kernels (:mod:`.cpu_kernels`) for inference on CPU and
+fails with an install hint when ``numba`` is missing; ``"auto"`` picks ``mamba_ssm`` for
+CUDA inputs when it imports, the compiled CPU kernels for CPU inference when ``numba``
+imports, and the chunked scan otherwise. Training (gradients needed) on CPU always runs the
+chunked scan: the compiled kernels have no backward. The choice is logged once per process
+per path. ``mamba_ssm`` and ``numba`` are imported lazily, on first use (``mamba_ssm`` does
+not import at all on machines without CUDA).
+
+The compiled CPU path runs the recurrence step by step in float32 (the sequential form of
+the same scan) with the convolution, D skip, gate and RMSNorm fused around it; it agrees
+with the chunked scan to float32 rounding (``tests/test_mamba2.py``) and made v3 inference
+on a 2-core CPU about 2x faster (``BENCHMARKS.md``). Under bfloat16 autocast the
+projections run in bfloat16 and the kernels in float32.
+
+``forward(u, reverse=True)`` runs the mixer over the time-reversed sequence and returns its
+outputs in the original order (``flip(forward(flip(u)))``); the compiled path does this by
+walking time backwards, without the two copies.
 """
 
 from __future__ import annotations
@@ -58,10 +72,14 @@ from brain_go_brr.models.ssd import ssd_scan
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "cuda")
+BACKENDS = ("auto", "torch", "cuda", "numba")
 _INSTALL_HINT = (
     "install the CUDA kernels with `pip install .[gpu]` (needs a CUDA toolkit and a CUDA "
     "build of torch), or set backend='torch' to use the pure-PyTorch scan"
+)
+_NUMBA_HINT = (
+    "install numba (`pip install numba`, a dependency of this package) for the compiled "
+    "CPU inference kernels, or set backend='torch' to use the pure-PyTorch scan"
 )
 _announced: set[str] = set()
 #: Recompute groups of sequences with at most this many (steps x d_inner) elements: each
@@ -78,6 +96,17 @@ def _mamba_ssm_kernel() -> Any:
         log.debug("mamba_ssm unavailable: %s", err)
         return None
     return mamba_split_conv1d_scan_combined
+
+
+@functools.cache
+def _cpu_kernels() -> Any:
+    """:mod:`.cpu_kernels` (compiled CPU inference kernels), or ``None`` without numba."""
+    try:
+        from brain_go_brr.models import cpu_kernels
+    except ImportError as err:
+        log.debug("numba unavailable: %s", err)
+        return None
+    return cpu_kernels
 
 
 def _announce(backend: str, why: str) -> None:
@@ -131,7 +160,7 @@ class Mamba2(nn.Module):
         ngroups: groups sharing ``B`` and ``C`` (``nheads`` must be a multiple).
         chunk_size: chunk length of the SSD scan (a speed/memory knob; results do not
             depend on it).
-        backend: ``"auto"``, ``"torch"`` or ``"cuda"`` (module docstring).
+        backend: ``"auto"``, ``"torch"``, ``"cuda"`` or ``"numba"`` (module docstring).
         recompute: in training, keep only the input for backward and recompute the
             pure-PyTorch block's internals there (module docstring); no effect without
             gradients or on the ``mamba_ssm`` path.
@@ -164,6 +193,10 @@ class Mamba2(nn.Module):
         if backend == "cuda" and _mamba_ssm_kernel() is None:
             raise ImportError(
                 f"Mamba2 backend 'cuda' asked for but mamba_ssm does not import; {_INSTALL_HINT}"
+            )
+        if backend == "numba" and _cpu_kernels() is None:
+            raise ImportError(
+                f"Mamba2 backend 'numba' asked for but numba does not import; {_NUMBA_HINT}"
             )
         d_inner = expand * d_model
         if d_inner % headdim:
@@ -220,25 +253,50 @@ class Mamba2(nn.Module):
             f"recompute={self.recompute}"
         )
 
-    def _use_cuda_kernel(self, u: Tensor) -> bool:
+    def _path(self, u: Tensor) -> str:
+        """Which implementation runs this call: ``"mamba_ssm"``, ``"numba"`` or ``"torch"``."""
         if self.backend == "torch":
             _announce("torch", "backend='torch' asked for")
-            return False
-        if not u.is_cuda:
-            if self.backend == "cuda":
-                raise RuntimeError(
-                    f"Mamba2 backend 'cuda' needs CUDA inputs, got a {u.device} tensor"
+            return "torch"
+        if u.is_cuda:
+            if self.backend == "numba":
+                raise RuntimeError("Mamba2 backend 'numba' is for CPU inputs, got a CUDA tensor")
+            if _mamba_ssm_kernel() is None:
+                _announce(
+                    "torch", f"mamba_ssm does not import; for the fused kernels, {_INSTALL_HINT}"
                 )
-            _announce("torch", "input is not on CUDA")
-            return False
-        if _mamba_ssm_kernel() is None:
-            _announce("torch", f"mamba_ssm does not import; for the fused kernels, {_INSTALL_HINT}")
-            return False
-        _announce("mamba_ssm", "CUDA input and mamba_ssm imports")
-        return True
+                return "torch"
+            _announce("mamba_ssm", "CUDA input and mamba_ssm imports")
+            return "mamba_ssm"
+        if self.backend == "cuda":
+            raise RuntimeError(f"Mamba2 backend 'cuda' needs CUDA inputs, got a {u.device} tensor")
+        if torch.is_grad_enabled() and (u.requires_grad or self.in_proj.weight.requires_grad):
+            _announce("torch", "CPU training: the compiled CPU kernels have no backward")
+            return "torch"
+        if u.dtype not in (torch.float32, torch.bfloat16) or u.shape[1] == 0:
+            return "torch"
+        if _cpu_kernels() is None:
+            _announce("torch", f"CPU inference without numba; for faster inference, {_NUMBA_HINT}")
+            return "torch"
+        _announce("numba", "CPU inference and numba imports")
+        return "numba"
 
-    def forward(self, u: Tensor) -> Tensor:
-        if self._use_cuda_kernel(u):
+    def forward(self, u: Tensor, reverse: bool = False) -> Tensor:
+        """``u`` (batch, length, d_model) -> (batch, length, d_model).
+
+        ``reverse=True``: the mixer reads the sequence backwards in time (outputs in the
+        original order), i.e. ``flip(forward(flip(u)))``.
+        """
+        path = self._path(u)
+        if path == "numba":
+            return self._forward_compiled(u, reverse)
+        if reverse:
+            return self.forward_in_order(u.flip(1), path).flip(1)
+        return self.forward_in_order(u, path)
+
+    def forward_in_order(self, u: Tensor, path: str) -> Tensor:
+        """The mixer over ``u`` in its own time order, on the ``"torch"`` or ``"mamba_ssm"`` path."""
+        if path == "mamba_ssm":
             return self._forward_mamba_ssm(self.in_proj(u))
         if not (self.recompute and torch.is_grad_enabled()):
             return self._forward_torch(u)
@@ -248,6 +306,47 @@ class Mamba2(nn.Module):
             for part in u.split(per_group)
         ]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _forward_compiled(self, u: Tensor, reverse: bool) -> Tensor:
+        """CPU inference through :mod:`.cpu_kernels`: projections in torch, the rest fused.
+
+        Same steps as :meth:`_forward_torch`; the causal convolution and the scan with its
+        D skip, gate and RMSNorm run compiled, so the (batch, length, d_inner) intermediates
+        are written once instead of once per element-wise operation.
+        """
+        kernels = _cpu_kernels()
+        kernels.set_threads(torch.get_num_threads())
+        batch, length, _ = u.shape
+        gn = self.ngroups * self.d_state
+        z_rows, xbc_rows, dt_rows = self.in_proj.weight.detach().split(
+            [self.d_inner, self.d_inner + 2 * gn, self.nheads]
+        )
+        gate = F.silu(F.linear(u, z_rows).float())  # (b, l, d_inner)
+        xbc_in = F.linear(u, xbc_rows).float().contiguous()  # (b, l, d_inner + 2 g n)
+        dt = F.softplus(F.linear(u, dt_rows).float() + self.dt_bias.detach().float())  # (b, l, h)
+        decay = torch.exp(dt * -torch.exp(self.A_log.detach().float()))  # (b, l, h)
+        conv_weight = self.conv1d.weight.detach()[:, 0].float().t().contiguous()  # (d_conv, ch)
+        conv_bias = cast(Tensor, self.conv1d.bias).detach().float()
+        xbc = torch.empty_like(xbc_in)
+        kernels.causal_conv(
+            xbc_in.numpy(), conv_weight.numpy(), conv_bias.numpy(), reverse, xbc.numpy()
+        )
+        F.silu(xbc, inplace=True)
+        y = u.new_empty(batch, length, self.d_inner, dtype=torch.float32)
+        kernels.scan_gate_norm(
+            xbc.numpy(),
+            dt.contiguous().numpy(),
+            decay.contiguous().numpy(),
+            self.D.detach().float().numpy(),
+            gate.contiguous().numpy(),
+            self.norm.weight.detach().float().numpy(),
+            self.norm.eps,
+            self.nheads,
+            self.ngroups,
+            reverse,
+            y.numpy(),
+        )
+        return self.out_proj(y)
 
     def _forward_torch(self, u: Tensor) -> Tensor:
         # in_proj's rows are [z | x | B C | dt]. Projecting each piece on its own (same
@@ -336,7 +435,7 @@ class BiMamba2(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         normed = self.norm(u)
-        backward = self.mamba_bwd(normed.flip(1)).flip(1)
+        backward = self.mamba_bwd(normed, reverse=True)
         return u + 0.5 * (self.mamba_fwd(normed) + backward)
 
 
