@@ -33,14 +33,15 @@ def causal_conv(
     reverse: bool,
     out: np.ndarray,
 ) -> None:
-    """Depthwise causal convolution over time: ``out[s, t] = bias + sum_k w_k * x[s, t - K + 1 + k]``.
+    """Depthwise causal convolution over time, per channel.
 
-    With ``reverse`` the taps read ``t + K - 1 - k`` instead (the same convolution applied
-    to the time-reversed sequence, with outputs in the original order). Steps outside the
-    sequence count as zero.
+    ``out[s, t, c] = bias[c] + sum_k weight_t[k, c] * x[s, t - K + 1 + k, c]``; with
+    ``reverse`` the taps read ``t + K - 1 - k`` instead (the same convolution applied to the
+    time-reversed sequence, outputs in the original order). Steps outside the sequence
+    count as zero.
 
-    Shapes: x (batch, length, channels), weight_t (K, channels) tap-major, bias (channels,)
-    -> out (batch, length, channels).
+    Shapes: x (batch, length, C), weight_t (K, C) tap-major, bias (C,)
+    -> out (batch, length, C).
     """
     batch, length, _ = x.shape
     taps = weight_t.shape[0]
@@ -67,7 +68,6 @@ def scan_gate_norm(
     dt: np.ndarray,
     decay: np.ndarray,
     D: np.ndarray,
-    gate: np.ndarray,
     norm_weight: np.ndarray,
     eps: float,
     nheads: int,
@@ -87,13 +87,14 @@ def scan_gate_norm(
     order). The state is held as (ngroups, d_state, heads_per_group * headdim) so the update
     of one ``d_state`` row is one contiguous, vectorisable loop over the group's channels.
 
+    ``out`` holds the gate ``silu(z)`` on entry and the result on return (one buffer less).
+
     Shapes: xbc (batch, length, d_inner + 2 ngroups d_state) = ``[x | B | C]`` after the
     convolution and SiLU; dt, decay (batch, length, nheads) with ``decay = exp(dt * A)``;
-    D (nheads,); gate (batch, length, d_inner) = ``silu(z)``; norm_weight (d_inner,)
-    -> out (batch, length, d_inner).
+    D (nheads,); norm_weight (d_inner,); out (batch, length, d_inner).
     """
     batch, length, width = xbc.shape
-    d_inner = gate.shape[2]
+    d_inner = norm_weight.shape[0]
     d_state = (width - d_inner) // (2 * ngroups)
     heads_per_group = nheads // ngroups
     headdim = d_inner // nheads
@@ -108,7 +109,6 @@ def scan_gate_norm(
             row = xbc[s, t]
             dt_row = dt[s, t]
             decay_row = decay[s, t]
-            gate_row = gate[s, t]
             out_row = out[s, t]
             for g in range(ngroups):
                 for local in range(heads_per_group):
@@ -132,11 +132,10 @@ def scan_gate_norm(
                         state_k[j] = value
                         y[j] += c_k * value
                 out_group = out_row[g * group_width : (g + 1) * group_width]
-                gate_group = gate_row[g * group_width : (g + 1) * group_width]
                 weight_group = norm_weight[g * group_width : (g + 1) * group_width]
                 square_sum = np.float32(0.0)
                 for j in range(out_group.shape[0]):
-                    gated = y[j] * gate_group[j]
+                    gated = y[j] * out_group[j]
                     out_group[j] = gated
                     square_sum += gated * gated
                 scale = np.float32(1.0) / np.sqrt(square_sum / group_width + eps)
