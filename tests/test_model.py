@@ -193,3 +193,19 @@ def test_model_info_command_prints_stages_and_live_parameters(
     assert f"live parameters: {total:,} of {total:,}" in out
     for stage in ("tcn", "node_stream", "edge_stream", "lpe", "gnn", "decoder", "total"):
         assert any(line.startswith(stage) for line in out.splitlines()), stage
+
+
+def test_autocast_keeps_the_named_stages_in_float32() -> None:
+    x = torch.randn(2, 19, SHORT)
+    seen: dict[str, torch.dtype] = {}
+    for stages in (("tcn", "decoder"), ()):
+        model = _model(autocast_float32=stages).eval()
+        model.tcn.register_forward_hook(lambda m, i, o: seen.__setitem__("tcn", o.dtype))
+        model.node_stream.register_forward_hook(lambda m, i, o: seen.__setitem__("node", o.dtype))
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+        expected = torch.float32 if stages else torch.bfloat16
+        assert seen["tcn"] == expected and logits.dtype == expected
+        assert seen["node"] == torch.float32  # the Mamba residual stream is float32 anyway
+    with pytest.raises(ValueError, match="autocast_float32 names unknown stage"):
+        V3Config(autocast_float32=("gnn",))

@@ -504,6 +504,10 @@ class BiMamba2Stack(nn.Module):
         self.norm = nn.RMSNorm(d_model, eps=1e-5)
 
     def forward(self, u: Tensor) -> Tensor:
+        # The residual stream stays in float32 under autocast (as mamba_ssm's
+        # residual_in_fp32): only the projections inside the layers run in 16 bits.
+        if u.dtype in (torch.float16, torch.bfloat16):
+            u = u.float()
         for layer in self.layers:
             u = layer(u)
         return self.norm(u)

@@ -41,6 +41,9 @@ from brain_go_brr.models.laplacian_pe import LaplacianPE, PEConfig
 from brain_go_brr.models.mamba2 import BiMamba2Stack
 from brain_go_brr.models.tcn import TCNEncoder
 
+#: Stages that :attr:`V3Config.autocast_float32` may keep in float32 under autocast.
+FLOAT32_STAGES = ("tcn", "decoder")
+
 
 @dataclass
 class V3Config:
@@ -82,8 +85,18 @@ class V3Config:
     # decoder: one x2 stage per entry; len(decoder_channels) == log2(prod(tcn_strides))
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16)
     checkpointing: bool = False  # activation checkpointing in training (less memory, ~1.3x time)
+    # stages that run in float32 even under bfloat16/float16 autocast: the TCN and the decoder
+    # read and write the 256 Hz signal, where a 16-bit mantissa moved v3's probabilities
+    # most (BENCHMARKS.md); () lets autocast cast every stage
+    autocast_float32: tuple[str, ...] = ("tcn", "decoder")
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.autocast_float32) - set(FLOAT32_STAGES))
+        if unknown:
+            raise ValueError(
+                f"model: autocast_float32 names unknown stage(s) {unknown}; "
+                f"choose from {list(FLOAT32_STAGES)}"
+            )
         down = 1
         for stride in self.tcn_strides:
             down *= stride
@@ -149,7 +162,13 @@ class V3Detector(nn.Module):
         self.back_proj = nn.Conv1d(n * d, width, 1)
         self.decoder = Decoder(width, cfg.decoder_channels)
 
-    def _stage(self, module: nn.Module, *args: Tensor) -> Tensor:
+    def _stage(self, name: str, module: nn.Module, *args: Tensor) -> Tensor:
+        """Run a stage, in float32 if autocast is on and the stage is in ``autocast_float32``,
+        recomputed in backward under ``checkpointing``."""
+        device = args[0].device.type
+        if name in self.config.autocast_float32 and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self._stage(name, module, *(a.float() for a in args)).float()
         if self.config.checkpointing and torch.is_grad_enabled():
             out: Tensor = checkpoint(module, *args, use_reentrant=False)
             return out
@@ -180,7 +199,7 @@ class V3Detector(nn.Module):
                 f"by {cfg.downsampling}; got {tuple(x.shape)} (pad or crop the window)"
             )
         batch, n, _ = x.shape
-        features = self._stage(self.tcn, x)  # (B, C, T')
+        features = self._stage("tcn", self.tcn, x)  # (B, C, T')
         n_steps = features.shape[-1]
         nodes = self.electrode_proj(features).view(batch, n, cfg.node_dim, n_steps)
         nodes = nodes.transpose(2, 3).reshape(batch * n, n_steps, cfg.node_dim)  # (B*N, T', D)
@@ -191,7 +210,7 @@ class V3Detector(nn.Module):
         graph = self._graph_stage(nodes.transpose(1, 2), pe, adjacency)  # (B, T', N, D)
         graph = graph.permute(0, 2, 3, 1).reshape(batch, n * cfg.node_dim, n_steps)
         features = features + self.back_proj(graph)  # (B, C, T')
-        logits: Tensor = self._stage(self.decoder, features)  # (B, T)
+        logits: Tensor = self._stage("decoder", self.decoder, features)  # (B, T)
         return logits
 
 
