@@ -7,8 +7,10 @@ section of BENCHMARKS.md:
    SSD scan's ``einsum``/``@`` reach the counter as ``bmm``, so they are included;
    element-wise work and ``eigh`` are not counted), live parameters per stage.
 2. A float32 matmul (2048 x 2048) in the same run: the machine's reachable GFLOP/s.
-3. Inference at batch 2 (``eval``, no grad): v3 float32, v3 with bf16 autocast (and the
-   largest difference of its probabilities from float32's), and SeizureTransformer when a
+3. Inference at batch 2 (``eval``, no grad): v3 float32 (Mamba2 on the compiled CPU
+   kernels that ``mamba_backend=auto`` picks), v3 with bf16 autocast (and the largest
+   difference of its probabilities from float32's), v3 float32 on the chunked SSD scan
+   (``mamba_backend=torch``, same weights), and SeizureTransformer when a
    local copy of its ``architecture.py`` is given (``--seizure-transformer PATH``; never
    committed). Contenders are interleaved round by round so a busy machine slows them alike.
 4. Training step (forward + backward) at batch 4: keeping every Mamba2 activation, the
@@ -47,6 +49,7 @@ from brain_go_brr.models import V3Config, V3Detector
 from brain_go_brr.models.edge_stream import pairs_to_dense, topk_adjacency
 from brain_go_brr.models.info import dead_parameters, stage_flops, stage_parameters
 from brain_go_brr.models.laplacian_pe import LaplacianPE
+from brain_go_brr.models.mamba2 import _cpu_kernels
 from brain_go_brr.runtime import tune_cpu_allocator
 
 WINDOW = 15360  # 60 s at 256 Hz
@@ -206,7 +209,16 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
 
         return call
 
-    contenders = {"v3 float32": infer(v3, False), "v3 bf16 autocast": infer(v3, True)}
+    # The same weights on the chunked SSD scan (backend "torch"): the pure-PyTorch path that
+    # training uses, beside the compiled CPU kernels that "auto" picks for inference here.
+    chunked = V3Detector(V3Config(mamba_backend="torch")).eval()
+    chunked.load_state_dict(v3.state_dict(), strict=True)
+    compiled_ok = _cpu_kernels() is not None
+    contenders = {
+        "v3 float32": infer(v3, False),
+        "v3 bf16 autocast": infer(v3, True),
+        "v3 float32, chunked scan (backend=torch)": infer(chunked, False),
+    }
     if other is not None:
         contenders["SeizureTransformer float32"] = infer(other, False)
         contenders["SeizureTransformer bf16 autocast"] = infer(other, True)
@@ -214,6 +226,7 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
     prob32 = infer(v3, False)().sigmoid()
     prob16 = infer(v3, True)().float().sigmoid()
     bf16_diff = (prob16 - prob32).abs().max().item()
+    paths_diff = (infer(chunked, False)().sigmoid() - prob32).abs().max().item()
     total_flops = {"v3": flops["total"]}
     if other is not None:
         total_flops["SeizureTransformer"] = stage_flops(other, n_samples=WINDOW)["total"]
@@ -226,6 +239,7 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
         "| model | windows/s (median) | windows/s (best) | achieved GFLOP/s (best) | of matmul |",
         "|---|---:|---:|---:|---:|",
     ]
+    v3_median = statistics.median(times["v3 float32"])
     for name, values in times.items():
         median, best = _median_best(values)
         model_flops = total_flops[name.split()[0]]
@@ -236,8 +250,18 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
     lines += [
         "",
         f"v3 bf16 autocast vs float32: max |probability difference| = {bf16_diff:.2e} "
-        "(target <= 1e-2). Targets: v3 float32 >= 2 windows/s; bf16 as fast as "
-        "SeizureTransformer (4.0 windows/s at batch 2 on this machine when idle).",
+        "(target <= 1e-2; the TCN and the decoder stay float32, `model.autocast_float32`). "
+        "Compiled CPU kernels vs chunked scan, float32: max |probability difference| = "
+        f"{paths_diff:.2e}. Mamba2 path of `v3 float32`: "
+        + (
+            "compiled CPU kernels (numba, `mamba_backend=auto`)."
+            if compiled_ok
+            else "chunked scan (numba does not import here)."
+        ),
+        f"A 24 h recording is 1440 windows of 60 s (no overlap): {1440 / (2 / v3_median) / 60:.1f} "
+        "min at the v3 float32 median. Targets: v3 float32 >= 2 windows/s; bf16 as fast as "
+        "SeizureTransformer (4.0 windows/s at batch 2 on the machine of the issue; compare "
+        "the SeizureTransformer rows of this run).",
     ]
 
     progress()
