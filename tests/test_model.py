@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
 from brain_go_brr.cli import main as cli_main
 from brain_go_brr.models import PEConfig, V3Config, V3Detector, build_v3
+from brain_go_brr.models import mamba2 as mamba2_module
 from brain_go_brr.models.info import stage_flops, stage_parameters
 from brain_go_brr.paths import conf_dir
 
@@ -182,6 +184,19 @@ def test_tcn_flops_match_the_convolution_arithmetic() -> None:
     assert flops["tcn"] == expected
     assert flops["total"] == sum(v for k, v in flops.items() if k != "total")
     assert stage_parameters(model)["lpe"] == 0
+
+
+def test_flops_count_the_chunked_scan_whichever_mamba_backend_runs() -> None:
+    auto, torch_only = _model(mamba_backend="auto"), _model(mamba_backend="torch")
+    counted = stage_flops(auto)
+    assert counted == stage_flops(torch_only)
+    assert {m.backend for m in auto.modules() if hasattr(m, "recompute")} == {"auto"}
+    # run as CPU inference does (compiled kernels where numba imports), the counter would
+    # see only the projections; the count above also holds the SSD scan's matmuls
+    with torch.no_grad(), FlopCounterMode(display=False) as seen:
+        auto(torch.zeros(1, 19, 15360))
+    if mamba2_module._cpu_kernels() is not None:
+        assert counted["total"] > seen.get_total_flops()
 
 
 def test_model_info_command_prints_stages_and_live_parameters(

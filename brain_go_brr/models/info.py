@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from brain_go_brr.models.mamba2 import Mamba2
+
 
 def stage_parameters(model: nn.Module) -> dict[str, int]:
     """Parameter count per top-level child module (the stages), in forward order."""
@@ -51,10 +53,22 @@ def stage_flops(model: nn.Module, n_channels: int = 19, n_samples: int = 15360) 
 
     Returns ``{stage: flops}`` for every stage, plus ``"total"``; anything counted outside
     the named stages (the model's own forward) is reported as ``"(glue)"`` when non-zero.
+
+    Mamba2 blocks are counted on their chunked SSD scan (``backend="torch"``, the formulation
+    ``mamba_ssm`` computes too): the compiled CPU kernels that CPU inference uses otherwise
+    are invisible to the counter.
     """
     root = type(model).__name__
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, n_channels, n_samples))
+    blocks = [m for m in model.modules() if isinstance(m, Mamba2)]
+    backends = [block.backend for block in blocks]
+    try:
+        for block in blocks:
+            block.backend = "torch"
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, n_channels, n_samples))
+    finally:
+        for block, backend in zip(blocks, backends, strict=True):
+            block.backend = backend
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
     per_stage = {name: counts.get(f"{root}.{name}", 0) for name, _ in model.named_children()}
     total = counter.get_total_flops()
