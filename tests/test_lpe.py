@@ -118,23 +118,3 @@ def test_bad_pe_settings_are_rejected_with_the_fix() -> None:
         LaplacianPE(19, 16, mode="semi", interval=0)
     with pytest.raises(ValueError, match="pe_dim=20"):
         LaplacianPE(19, 20)
-
-
-def test_eigh_split_over_threads_equals_one_batched_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    from brain_go_brr.models.laplacian_pe import batched_eigh
-
-    adjacency = _random_graphs(1000, 19, seed=5)
-    laplacian = torch.eye(19, dtype=torch.float64) - adjacency.double() / 19
-    expected = torch.linalg.eigh(laplacian).eigenvectors
-    calls: list[int] = []
-    original = torch.linalg.eigh
-
-    def counting(matrices: torch.Tensor) -> object:
-        calls.append(matrices.shape[0])
-        return original(matrices)
-
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    monkeypatch.setattr(torch.linalg, "eigh", counting)
-    got = batched_eigh(laplacian)
-    assert sorted(calls) == [332, 334, 334]  # torch.chunk(3) slices, decomposed in parallel
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)

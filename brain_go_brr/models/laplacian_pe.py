@@ -8,9 +8,7 @@ For every graph (one per batch element and time step) of weighted adjacency ``A`
    disconnected graphs, whose eigenvalues repeat) still give one well-defined, reproducible
    eigenbasis instead of whatever rotation the solver happens to return;
 3. ``torch.linalg.eigh`` in float64 (the nudge would drown in float32 rounding), batched over
-   all graphs at once; keep the ``k`` eigenvectors of the smallest eigenvalues. On CPU the
-   batch is split over ``torch.get_num_threads()`` threads (:func:`batched_eigh`): the
-   batched CPU ``eigh`` runs its small matrices one after another on one core;
+   all graphs at once; keep the ``k`` eigenvectors of the smallest eigenvalues;
 4. sign convention: each eigenvector is flipped so that its entry of largest magnitude is
    positive (near-ties, within ``1e-6``, go to the lowest node index).
 
@@ -24,16 +22,12 @@ step (steps 0, N, 2N, ...) and holds each result for the following ``N - 1`` ste
 
 from __future__ import annotations
 
-import functools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 PE_MODES = ("dynamic", "semi")
-#: Below this many graphs one thread decomposes them all (the hand-off costs more).
-_MIN_GRAPHS_PER_THREAD = 128
 _NUDGE = 1e-8  # diagonal tie-breaker per node index, far below any real eigenvalue gap
 
 
@@ -81,32 +75,8 @@ def laplacian_eigenvectors(adjacency: Tensor, k: int, eps: float = 1e-6) -> Tens
         eye = torch.eye(n_nodes, device=weights.device, dtype=weights.dtype)
         nudge = torch.diag(torch.arange(n_nodes, device=weights.device, dtype=weights.dtype))
         laplacian = eye - normalised + nudge * _NUDGE  # (G, N, N)
-        vectors = batched_eigh(laplacian)  # ascending eigenvalues
+        _, vectors = torch.linalg.eigh(laplacian)  # ascending eigenvalues
         return sign_canonical(vectors[..., :k]).float()
-
-
-@functools.cache
-def _eigh_pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="bgb-eigh")
-
-
-def batched_eigh(matrices: Tensor) -> Tensor:
-    """Eigenvectors (columns, ascending eigenvalues) of a batch of symmetric matrices.
-
-    The same result as ``torch.linalg.eigh(matrices).eigenvectors``. On CPU, the batch is cut
-    into one slice per ``torch.get_num_threads()`` thread and the slices are decomposed in
-    parallel (``eigh`` releases the GIL): torch's batched CPU ``eigh`` loops over small
-    matrices on one core, so on 2 cores this halves the time of v3's PE stage.
-
-    Shapes: (G, N, N) -> (G, N, N).
-    """
-    workers = min(torch.get_num_threads(), matrices.shape[0] // _MIN_GRAPHS_PER_THREAD)
-    if matrices.device.type != "cpu" or workers < 2:
-        return torch.linalg.eigh(matrices).eigenvectors
-    parts = _eigh_pool(workers).map(
-        lambda part: torch.linalg.eigh(part).eigenvectors, matrices.chunk(workers)
-    )
-    return torch.cat(list(parts))
 
 
 class LaplacianPE(nn.Module):
