@@ -328,10 +328,12 @@ class Mamba2(nn.Module):
         z_rows, xbc_rows, dt_rows = self.in_proj.weight.detach().split(
             [self.d_inner, self.d_inner + 2 * gn, self.nheads]
         )
-        out = F.silu(F.linear(u, z_rows).float())  # (b, l, d_inner): the gate, then the result
+        # Every tensor below is fresh, so the element-wise steps run in place.
+        out = F.silu(F.linear(u, z_rows).float(), inplace=True)  # (b, l, d_inner): the gate
         xbc_in = F.linear(u, xbc_rows).float()  # (b, l, d_inner + 2 g n)
-        dt = F.softplus(F.linear(u, dt_rows).float() + self.dt_bias.detach().float())  # (b, l, h)
-        decay = torch.exp(dt * -torch.exp(self.A_log.detach().float()))  # (b, l, h)
+        dt = F.linear(u, dt_rows).float().add_(self.dt_bias.detach().float())
+        dt = F.softplus(dt)  # (b, l, h)
+        decay = torch.mul(dt, -torch.exp(self.A_log.detach().float())).exp_()  # (b, l, h)
         conv_weight = self.conv1d.weight.detach()[:, 0].float().t().contiguous()  # (d_conv, ch)
         conv_bias = cast(Tensor, self.conv1d.bias).detach().float()
         xbc = torch.empty_like(xbc_in)

@@ -72,7 +72,7 @@ class V3Config:
     # SSD chunk lengths: speed/memory/FLOPs only, results do not depend on them
     node_chunk_size: int = 32
     edge_chunk_size: int = 32
-    mamba_backend: str = "auto"  # "auto" | "torch" | "mamba_ssm" (see models/mamba2.py)
+    mamba_backend: str = "auto"  # "auto" | "torch" | "cuda" | "numba" (see models/mamba2.py)
     # training: each Mamba2 block keeps only its input and recomputes its internals in
     # backward (as mamba_ssm's fused kernel does); false keeps them (more memory, faster)
     mamba_recompute: bool = True
