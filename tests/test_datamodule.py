@@ -17,6 +17,7 @@ from brain_go_brr.data.sampling import (
     PARTIAL,
     BalancedBatchSampler,
     EvalBatchSampler,
+    HardNegativeMemory,
     balanced_draw,
     eval_windows,
     train_windows,
@@ -87,6 +88,59 @@ def test_sampler_redraws_each_epoch_and_is_deterministic() -> None:
     batches = list(a)
     assert len(batches) == len(a) == 15  # ceil(114 / 8)
     np.testing.assert_array_equal(np.concatenate(batches), e1)
+
+
+def test_hard_negative_draw_oversamples_the_background_the_model_found_seizure_like() -> None:
+    kinds = _kinds(40, 50, 500)
+    background = np.flatnonzero(kinds == BACKGROUND)
+    hardness = np.full(kinds.size, np.nan, dtype=np.float32)
+    hardness[background[:250]] = 0.01  # trained on, confidently background
+    hardness[background[:10]] = 0.9  # trained on, looked like seizure: 10 hard windows
+    hits_plain, hits_mined = 0, 0
+    for seed in range(20):
+        plain = balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(seed))
+        mined = balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(seed), hardness, 0.5)
+        np.testing.assert_array_equal(np.bincount(kinds[mined]), np.bincount(kinds[plain]))
+        assert np.unique(mined).size == mined.size  # still without replacement
+        hits_mined += int(np.isin(background[:10], mined).sum())
+        hits_plain += int(np.isin(background[:10], plain).sum())
+    # 50 of the 100 background windows by hardness, the 10 hard ones holding 9 / (9 + 2.4) of
+    # that weight: nearly all of them come every epoch. Uniformly, each has a 1-in-5 chance.
+    assert hits_mined >= 0.9 * 10 * 20
+    assert hits_plain <= 0.35 * 10 * 20
+    np.testing.assert_array_equal(
+        balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(3), hardness, 0.5),
+        balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(3), hardness, 0.5),
+    )
+    # Nothing known yet (the first epoch): the plain uniform draw.
+    unknown = np.full(kinds.size, np.nan, dtype=np.float32)
+    np.testing.assert_array_equal(
+        balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(3), unknown, 0.5),
+        balanced_draw(kinds, 0.3, 2.5, np.random.default_rng(3)),
+    )
+
+
+def test_hard_negative_memory_commits_only_earlier_epochs_and_round_trips() -> None:
+    memory = HardNegativeMemory(6)
+    memory.observe(np.array([1, 4]), np.array([0.2, 0.9]), epoch=0)
+    memory.commit(0)  # a mid-epoch resume of epoch 0: its own observations stay pending
+    assert np.isnan(memory.score).all()
+    memory.commit(1)
+    np.testing.assert_allclose(memory.score, [np.nan, 0.2, np.nan, np.nan, 0.9, np.nan])
+    memory.observe(np.array([4, 5]), np.array([0.1, 0.7]), epoch=1)
+    restored = HardNegativeMemory(6)
+    restored.load_state_dict(memory.state_dict())
+    restored.commit(2)
+    np.testing.assert_allclose(restored.score, [np.nan, 0.2, np.nan, np.nan, 0.1, 0.7])
+    # DDP: another rank observed window 0; the reduction is the element-wise maximum.
+    other = np.full(6, -1.0, dtype=np.float32)
+    other[0] = 0.6
+    memory.commit(2, reduce_max=lambda mine: np.maximum(mine, other))
+    np.testing.assert_allclose(memory.score, [0.6, 0.2, np.nan, np.nan, 0.1, 0.7])
+    with pytest.raises(
+        ValueError, match="memory of 6 training windows, but the training split has 5"
+    ):
+        HardNegativeMemory(5).load_state_dict(memory.state_dict())
 
 
 def test_ddp_shards_are_disjoint_and_equal() -> None:
@@ -288,3 +342,60 @@ def test_lightning_keeps_the_sampler_and_redraws_each_epoch(
     for epoch in (0, 1):
         assert starts[epoch] == table.start[sampler.epoch_ids(epoch)].tolist()
     assert starts[0] != starts[1]
+
+
+def test_training_feeds_hard_negative_mining_and_the_next_epoch_draws_from_it(
+    small_cache: tuple[Path, dict],
+) -> None:
+    import lightning as L
+
+    from brain_go_brr.training.module import SeizureDetectorModule
+
+    class FirstChannel(torch.nn.Module):
+        """Logits = channel 0 of the input, so each window's max probability is known."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))  # something for the optimizer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0] + 0 * self.w
+
+    served: dict[int, list[int]] = {0: [], 1: []}
+
+    class Served(L.Callback):
+        def on_train_batch_start(
+            self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict, batch_idx: int
+        ) -> None:
+            served[trainer.current_epoch] += batch["window"].tolist()
+
+    cache_dir, arrays = small_cache
+    dm = TUSZDataModule(cache_dir, batch_size=4, seed=2, hard_negative_share=1.0)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=[Served()],
+    )
+    trainer.fit(SeizureDetectorModule(FirstChannel()), dm)
+    table, memory = dm.train_table(), dm._hard_memory
+    assert memory is not None
+    # Epoch 0's observations were committed when epoch 1 began: exactly its windows,
+    # each with sigmoid of the window's largest channel-0 value.
+    seen = np.flatnonzero(np.isfinite(memory.score))
+    assert seen.tolist() == sorted(set(served[0]))
+    for k in seen:
+        signals = arrays["train"][table.record[k]][0]
+        peak = signals[0, table.start[k] : table.start[k] + W].astype(np.float32).max()
+        assert memory.score[k] == pytest.approx(1 / (1 + np.exp(-peak)), rel=1e-5)
+    # Epoch 1 was drawn from that memory (and epoch 1's own observations wait their turn).
+    sampler = dm.train_sampler()
+    assert served[1] == sampler.epoch_ids(1).tolist()
+    plain = BalancedBatchSampler(sampler.kinds, 4, seed=2)
+    assert served[1] != plain.epoch_ids(1).tolist()
+    assert memory.pending_epoch == 1
+    assert set(dm.state_dict()["hard_negatives"]) == {"score", "pending", "pending_epoch"}

@@ -6,13 +6,18 @@ Batches (every loader) are dicts::
     y       (B, 15360)     float32   per-sample seizure label in {0, 1}
     record  (B,)           int64     record index within the split (``split_records(split)[i]``)
     start   (B,)           int64     window start in samples at 256 Hz
+    window  (B,)           int64     row of the split's window table (training: the sampler's id)
 
 Training windows (``train`` split, every ``train_stride_s``) follow the balanced recipe of
 :mod:`brain_go_brr.data.sampling`, redrawn every epoch from ``(seed, epoch)``, each DDP rank
-a disjoint equal share. Validation (``dev``) and test (``eval``) windows cover every sample
-of every whole record in order: windows every ``eval_stride_s``, the last one aligned to the
-record's end, a record shorter than a window gives one zero-padded window. Under DDP each
-rank evaluates whole records (see :class:`~brain_go_brr.data.sampling.EvalBatchSampler`).
+a disjoint equal share; with ``hard_negative_share`` > 0 part of the background is chosen
+by how seizure-like the model found it (a
+:class:`~brain_go_brr.data.sampling.HardNegativeMemory`, fed by the LightningModule
+through :meth:`TUSZDataModule.observe_train_windows`). Validation (``dev``) and test
+(``eval``) windows cover every sample of every whole record in order: windows every
+``eval_stride_s``, the last one aligned to the record's end, a record shorter than a window
+gives one zero-padded window. Under DDP each rank evaluates whole records (see
+:class:`~brain_go_brr.data.sampling.EvalBatchSampler`).
 
 A batch is assembled at once by :class:`WindowBatchDataset` (a sampler yields the window ids
 of a whole batch), with one copy per window out of the memory-mapped cache.
@@ -21,8 +26,8 @@ Resuming mid-epoch: the training loader (:class:`TrainLoader`) counts the batche
 handed out in its epoch; the DataModule's ``state_dict`` carries that position into every
 checkpoint, and ``load_state_dict`` (called by Lightning when it restores one) makes the
 sampler start that epoch after those batches, so a resumed run trains on exactly the
-batches an uninterrupted one would. Under DDP a rank without any validation windows still
-gets one empty batch (:class:`EvalLoader`).
+batches an uninterrupted one would; the hard-negative memory travels the same way. Under
+DDP a rank without any validation windows still gets one empty batch (:class:`EvalLoader`).
 
 Hydra configs (``conf/data/*.yaml``) reach this class through :func:`datamodule_from_config`,
 which prepares the cache first (:func:`brain_go_brr.data.prepare.ensure_prepared`).
@@ -44,6 +49,7 @@ from brain_go_brr.data.channels import N_CHANNELS
 from brain_go_brr.data.sampling import (
     BalancedBatchSampler,
     EvalBatchSampler,
+    HardNegativeMemory,
     WindowTable,
     eval_windows,
     train_windows,
@@ -91,6 +97,7 @@ class WindowBatchDataset(Dataset[dict[str, torch.Tensor]]):
             "y": y_t,
             "record": torch.from_numpy(records),
             "start": torch.from_numpy(starts),
+            "window": torch.from_numpy(ids),
         }
 
 
@@ -170,6 +177,8 @@ class TUSZDataModule(L.LightningDataModule):
         eval_stride_s: stride of the validation/test windows in seconds.
         full_per_partial: fully-seizure windows per partly-seizure window in an epoch.
         background_per_partial: background windows per partly-seizure window in an epoch.
+        hard_negative_share: share of the background windows of an epoch taken where the
+            model's last highest probability on them was highest, not uniformly (0: off).
         train_split, val_split, test_split: split names in the cache.
     """
 
@@ -186,6 +195,7 @@ class TUSZDataModule(L.LightningDataModule):
         eval_stride_s: float = 30.0,
         full_per_partial: float = 0.3,
         background_per_partial: float = 2.5,
+        hard_negative_share: float = 0.0,
         train_split: str = "train",
         val_split: str = "dev",
         test_split: str = "eval",
@@ -213,11 +223,14 @@ class TUSZDataModule(L.LightningDataModule):
             )
         self.full_per_partial = full_per_partial
         self.background_per_partial = background_per_partial
+        self.hard_negative_share = hard_negative_share
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self._caches: dict[str, SplitCache] = {}
         self._train: tuple[WindowTable, np.ndarray] | None = None
         self._train_loader: TrainLoader | None = None
         self._train_position: dict[str, int] | None = None  # from a checkpoint, see load_state_dict
+        self._hard_memory: HardNegativeMemory | None = None  # built with the training table
+        self._hard_state: dict[str, Any] | None = None  # from a checkpoint, until that table
 
     # -- records ---------------------------------------------------------------------------
 
@@ -236,6 +249,10 @@ class TUSZDataModule(L.LightningDataModule):
             cache = self.cache(self.splits["train"])
             labels = [cache.labels(i) for i in range(len(cache))]
             self._train = train_windows(labels, self.window_samples, self.train_stride_samples)
+            if self.hard_negative_share > 0:
+                self._hard_memory = HardNegativeMemory(len(self._train[0]))
+                if self._hard_state is not None:
+                    self._hard_memory.load_state_dict(self._hard_state)
         if stage in (None, "fit", "validate"):
             self.cache(self.splits["val"])
         if stage in (None, "test"):
@@ -279,7 +296,31 @@ class TUSZDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
+            memory=self._hard_memory,
+            hard_negative_share=self.hard_negative_share,
         )
+
+    # -- hard-negative mining (called by the LightningModule) -------------------------------
+
+    @property
+    def mines_hard_negatives(self) -> bool:
+        """Whether training draws depend on :meth:`observe_train_windows`."""
+        return self.hard_negative_share > 0
+
+    def observe_train_windows(self, window: np.ndarray, max_prob: np.ndarray, epoch: int) -> None:
+        """The highest probability (B,) the model gave the training windows ``window`` (B,)."""
+        if self._hard_memory is not None:
+            self._hard_memory.observe(window, max_prob, epoch)
+
+    def commit_train_observations(self, epoch: int) -> None:
+        """At the start of ``epoch``, before its draw: earlier observations become hardness.
+
+        Under DDP every rank must call this (it combines the ranks' observations).
+        """
+        if self._hard_memory is None:
+            return
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self._hard_memory.commit(epoch, _all_reduce_max if distributed else None)
 
     def train_dataloader(self) -> TrainLoader:
         dataset = WindowBatchDataset(
@@ -309,10 +350,14 @@ class TUSZDataModule(L.LightningDataModule):
     # -- checkpoint state ------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The training loader's position in its epoch (saved in every checkpoint)."""
-        if self._train_loader is None:
-            return {}
-        return {"train_position": self._train_loader.state_dict()}
+        """The training loader's position in its epoch and the hard-negative memory (saved
+        in every checkpoint)."""
+        state: dict[str, Any] = {}
+        if self._train_loader is not None:
+            state["train_position"] = self._train_loader.state_dict()
+        if self._hard_memory is not None:
+            state["hard_negatives"] = self._hard_memory.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume the training loader where a checkpoint left it.
@@ -324,6 +369,18 @@ class TUSZDataModule(L.LightningDataModule):
         self._train_position = state_dict.get("train_position")
         if self._train_position is not None and self._train_loader is not None:
             self._train_loader.load_state_dict(self._train_position)
+        self._hard_state = state_dict.get("hard_negatives")
+        if self._hard_state is not None and self._hard_memory is not None:
+            self._hard_memory.load_state_dict(self._hard_state)
+
+
+def _all_reduce_max(values: np.ndarray) -> np.ndarray:
+    """The element-wise maximum of ``values`` over all DDP ranks."""
+    backend = torch.distributed.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else None
+    tensor = torch.from_numpy(values).to(device or "cpu")
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return tensor.cpu().numpy()
 
 
 def datamodule_from_config(data_cfg: Mapping[str, Any]) -> TUSZDataModule:
@@ -344,6 +401,7 @@ def datamodule_from_config(data_cfg: Mapping[str, Any]) -> TUSZDataModule:
         eval_stride_s=float(cfg["eval_stride_s"]),
         full_per_partial=float(cfg["sampling"]["full_per_partial"]),
         background_per_partial=float(cfg["sampling"]["background_per_partial"]),
+        hard_negative_share=float(cfg["sampling"]["hard_negative_share"]),
         train_split=str(cfg["splits"]["train"]),
         val_split=str(cfg["splits"]["val"]),
         test_split=str(cfg["splits"]["test"]),

@@ -10,6 +10,16 @@ windows and ``background_per_partial * P`` background windows, each kind drawn w
 replacement while the pool is large enough (a pool smaller than its quota is used whole
 as many times as it fits, the remainder drawn without replacement).
 
+Hard-negative mining (``hard_negative_share`` > 0): a :class:`HardNegativeMemory` keeps the
+highest probability the model gave each training window when it last trained on it; that
+share of the background quota is then drawn with probability proportional to it (without
+replacement), the rest uniformly from the other background windows. Background that looks
+like a seizure to the model (artifacts) is thus seen more often until it no longer does,
+while the epoch's size and kind counts stay those of the plain recipe. A proportional draw
+rather than the top-ranked windows: on the synthetic demo, always training on the hardest
+windows lowered dev AUROC (0.91-0.94 after 7 epochs against 0.96-0.99) and found no
+seizure without a false alarm.
+
 Both samplers subclass :class:`torch.utils.data.DistributedSampler` so that Lightning keeps
 them as they are under DDP instead of wrapping them in its own distributed sampler (which
 would re-shard our batches). Rank and world size are explicit arguments.
@@ -17,11 +27,12 @@ would re-shard our batches). Rank and world size are explicit arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 #: Window kinds in :func:`train_windows`.
@@ -102,16 +113,38 @@ def _take(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _take_hard(
+    pool: np.ndarray, count: int, hardness: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` items of ``pool`` drawn by ``hardness`` (without replacement), and the rest.
+
+    Only items with a positive, finite hardness can be drawn (a window never trained on has
+    NaN); with fewer of them than ``count`` all of them are taken.
+    """
+    weight = hardness[pool]
+    known = np.isfinite(weight) & (weight > 0)
+    candidates, weight = pool[known], weight[known].astype(np.float64)
+    count = min(count, candidates.size)
+    if count <= 0:
+        return np.zeros(0, dtype=pool.dtype), pool
+    chosen = rng.choice(candidates, size=count, replace=False, p=weight / weight.sum())
+    return chosen, np.setdiff1d(pool, chosen, assume_unique=True)
+
+
 def balanced_draw(
     kinds: np.ndarray,
     full_per_partial: float,
     background_per_partial: float,
     rng: np.random.Generator,
+    hardness: np.ndarray | None = None,
+    hard_negative_share: float = 0.0,
 ) -> np.ndarray:
     """Window ids of one balanced epoch, shuffled; see the module docstring for the recipe.
 
     With no partly-seizure window at all the quotas are taken relative to the fully-seizure
-    count; a split without any seizure cannot be balanced and raises.
+    count; a split without any seizure cannot be balanced and raises. ``hardness`` (W,) is
+    the model's last highest probability per window (NaN: not yet seen); with it,
+    ``hard_negative_share`` of the background quota is drawn in proportion to it.
     """
     partial = np.flatnonzero(kinds == PARTIAL)
     full = np.flatnonzero(kinds == FULL)
@@ -122,14 +155,86 @@ def balanced_draw(
             f"balanced sampling needs seizure windows, but none of the {kinds.size} training "
             "windows contains a seizure sample; check the split's labels (prepare_report.json)"
         )
+    n_background = round(background_per_partial * base)
+    hard = np.zeros(0, dtype=background.dtype)
+    if hardness is not None and hard_negative_share > 0:
+        hard, background = _take_hard(
+            background, round(hard_negative_share * n_background), hardness, rng
+        )
     ids = np.concatenate(
         [
             partial,
             _take(full, round(full_per_partial * base), rng),
-            _take(background, round(background_per_partial * base), rng),
+            hard,
+            _take(background, n_background - hard.size, rng),
         ]
     )
     return rng.permutation(ids)
+
+
+class HardNegativeMemory:
+    """The highest probability the model gave each training window when it last saw it.
+
+    ``score`` (W,) float32 is what epoch draws read (NaN: never trained on). Observations
+    made during epoch ``e`` wait in ``pending`` until :meth:`commit` at the start of a later
+    epoch, so every draw depends only on what was known when its epoch began: a run resumed
+    from a mid-epoch checkpoint redraws that epoch exactly. Under DDP each rank observes its
+    own shard, and ``commit`` takes a ``reduce_max`` that combines the ranks' pending arrays
+    (shards are disjoint, so the element-wise maximum is their union). A mid-epoch checkpoint
+    holds rank zero's pending observations only: after such a resume under DDP the other
+    ranks' observations of the interrupted epoch are lost (the draws still agree on every
+    rank).
+    """
+
+    def __init__(self, n_windows: int) -> None:
+        self.score = np.full(n_windows, np.nan, dtype=np.float32)
+        self.pending = np.full(n_windows, np.nan, dtype=np.float32)
+        self.pending_epoch = -1  # the epoch the pending observations belong to (-1: none)
+
+    def observe(self, ids: np.ndarray, max_prob: np.ndarray, epoch: int) -> None:
+        """Record ``max_prob`` (B,) of the windows ``ids`` (B,) trained on in ``epoch``."""
+        self.pending[np.asarray(ids, dtype=np.int64)] = max_prob
+        self.pending_epoch = int(epoch)
+
+    def commit(
+        self, epoch: int, reduce_max: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
+        """Before ``epoch``'s draw: merge what was observed in earlier epochs into ``score``.
+
+        ``reduce_max`` (DDP) maps this rank's pending array to the element-wise maximum over
+        all ranks; every rank must call ``commit`` for the same epoch. Observations of
+        ``epoch`` itself (a mid-epoch resume) stay pending.
+        """
+        if reduce_max is not None:
+            # Every rank joins the collective, even one with nothing pending.
+            filled = reduce_max(np.nan_to_num(self.pending, nan=-1.0))
+            self.pending = np.where(filled < 0, np.nan, filled).astype(np.float32)
+        if not 0 <= self.pending_epoch < epoch:
+            return
+        seen = np.isfinite(self.pending)
+        self.score[seen] = self.pending[seen]
+        self.pending[:] = np.nan
+        self.pending_epoch = -1
+
+    def state_dict(self) -> dict[str, Any]:
+        # Tensors, not arrays: checkpoints load with torch.load(weights_only=True).
+        return {
+            "score": torch.from_numpy(self.score.copy()),
+            "pending": torch.from_numpy(self.pending.copy()),
+            "pending_epoch": self.pending_epoch,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        score = np.asarray(state["score"], dtype=np.float32)
+        if score.shape != self.score.shape:
+            raise ValueError(
+                f"hard-negative memory of {score.shape[0]} training windows, but the training "
+                f"split has {self.score.shape[0]}: the checkpoint belongs to another corpus or "
+                "window setting; resume with the data config it was trained with"
+            )
+        self.score = score.copy()
+        self.pending = np.asarray(state["pending"], dtype=np.float32).copy()
+        self.pending_epoch = int(state["pending_epoch"])
 
 
 def _as_dataset(sized: Sized) -> Dataset[Any]:
@@ -149,7 +254,9 @@ class BalancedBatchSampler(DistributedSampler[np.ndarray]):
     list, trims it to a multiple of ``world_size`` and takes every ``world_size``-th id from
     ``rank``, so shards are disjoint and equal. Lightning passes the epoch number through
     :meth:`set_epoch` at each epoch start; :meth:`resume_at` makes one epoch start part-way,
-    for a run resumed from a mid-epoch checkpoint.
+    for a run resumed from a mid-epoch checkpoint. With a ``memory`` and a positive
+    ``hard_negative_share`` the draw also depends on ``memory.score`` (the same on every
+    rank once committed).
     """
 
     def __init__(
@@ -162,7 +269,14 @@ class BalancedBatchSampler(DistributedSampler[np.ndarray]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        memory: HardNegativeMemory | None = None,
+        hard_negative_share: float = 0.0,
     ) -> None:
+        if not 0.0 <= hard_negative_share <= 1.0:
+            raise ValueError(
+                f"hard_negative_share={hard_negative_share}: a share of the background quota, "
+                "set it between 0 (uniform background) and 1"
+            )
         super().__init__(
             _as_dataset(kinds), num_replicas=world_size, rank=rank, shuffle=False, seed=seed
         )
@@ -170,6 +284,8 @@ class BalancedBatchSampler(DistributedSampler[np.ndarray]):
         self.batch_size = batch_size
         self.full_per_partial = full_per_partial
         self.background_per_partial = background_per_partial
+        self.memory = memory
+        self.hard_negative_share = hard_negative_share
         # The epoch size does not depend on the draw, only on the kind counts.
         self.epoch_size = balanced_draw(
             kinds, full_per_partial, background_per_partial, np.random.default_rng(0)
@@ -192,7 +308,14 @@ class BalancedBatchSampler(DistributedSampler[np.ndarray]):
     def epoch_ids(self, epoch: int) -> np.ndarray:
         """This rank's window ids for ``epoch``, in the order they are served."""
         rng = np.random.default_rng([self.seed, epoch])
-        ids = balanced_draw(self.kinds, self.full_per_partial, self.background_per_partial, rng)
+        ids = balanced_draw(
+            self.kinds,
+            self.full_per_partial,
+            self.background_per_partial,
+            rng,
+            hardness=None if self.memory is None else self.memory.score,
+            hard_negative_share=self.hard_negative_share,
+        )
         return ids[: self.per_rank * self.num_replicas][self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[np.ndarray]:
