@@ -3,7 +3,7 @@
 1. ``conf/train.yaml`` with ``experiment=demo``: the synthetic corpus (20 patients, 8 h,
    TUSZ layout) is generated and prepared into the window cache on first use, then
    ``model=v3_tiny`` trains on the CPU with W&B offline (:func:`brain_go_brr.training.train`).
-2. ``conf/eval.yaml``: the best checkpoint (``val/sens_at_10fa``) runs over every whole
+2. ``conf/eval.yaml``: the best checkpoint (``val/sens_at_10fa_auroc``) runs over every whole
    recording of the synthetic dev split and is scored (:func:`brain_go_brr.evaluation.evaluate`).
 3. The results table is printed, with where the plots are, and whether the run learnt what
    the demo promises: OVLP sensitivity >= 90 % at <= 5 false alarms per 24 h on dev.
