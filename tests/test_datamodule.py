@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -291,6 +292,22 @@ def test_bad_strides_are_refused(tmp_path: Path) -> None:
         TUSZDataModule(tmp_path, eval_stride_s=90.0)
 
 
+def _two_quiet_epochs(**kwargs: Any) -> Any:
+    """A Lightning CPU trainer for two epochs without validation, logging or checkpoints."""
+    import lightning as L
+
+    return L.Trainer(
+        max_epochs=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **kwargs,
+    )
+
+
 def test_datamodule_over_a_prepared_synthetic_corpus(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -326,15 +343,7 @@ def test_lightning_keeps_the_sampler_and_redraws_each_epoch(
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     dm = TUSZDataModule(small_cache[0], batch_size=4, seed=1)
-    trainer = L.Trainer(
-        max_epochs=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = _two_quiet_epochs()
     trainer.fit(Probe(), dm)
     assert isinstance(trainer.train_dataloader.sampler, BalancedBatchSampler)
     sampler = dm.train_sampler()
@@ -371,16 +380,7 @@ def test_training_feeds_hard_negative_mining_and_the_next_epoch_draws_from_it(
 
     cache_dir, arrays = small_cache
     dm = TUSZDataModule(cache_dir, batch_size=4, seed=2, hard_negative_share=1.0)
-    trainer = L.Trainer(
-        max_epochs=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        callbacks=[Served()],
-    )
+    trainer = _two_quiet_epochs(callbacks=[Served()])
     trainer.fit(SeizureDetectorModule(FirstChannel()), dm)
     table, memory = dm.train_table(), dm._hard_memory
     assert memory is not None

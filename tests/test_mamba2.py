@@ -229,12 +229,18 @@ def test_state_dict_round_trip_is_strict() -> None:
     assert torch.equal(other(u), stack(u))
 
 
-def test_forward_block_is_causal_and_bidirectional_layer_sees_the_future() -> None:
+def _bumped_at(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, 50, 16) input and a copy with step ``t`` raised by 1."""
     torch.manual_seed(0)
     u = torch.randn(1, 50, 16)
     bumped = u.clone()
-    t = 30
     bumped[:, t] += 1.0
+    return u, bumped
+
+
+def test_forward_block_is_causal_and_bidirectional_layer_sees_the_future() -> None:
+    t = 30
+    u, bumped = _bumped_at(t)
 
     causal = Mamba2(16, d_state=8, headdim=4, chunk_size=16)
     delta = (causal(bumped) - causal(u)).abs().amax(dim=(0, 2))  # (L,)
@@ -369,11 +375,8 @@ def test_compiled_and_chunked_stacks_agree_at_v3_node_size() -> None:
 
 @needs_numba
 def test_compiled_path_is_causal_and_reverse_sees_only_the_future() -> None:
-    torch.manual_seed(0)
-    u = torch.randn(1, 50, 16)
-    bumped = u.clone()
     t = 30
-    bumped[:, t] += 1.0
+    u, bumped = _bumped_at(t)
     block = Mamba2(16, d_state=8, headdim=4, backend="numba")
     with torch.no_grad():
         forward = (block(bumped) - block(u)).abs().amax(dim=(0, 2))
