@@ -291,10 +291,10 @@ class Mamba2(nn.Module):
         if path == "numba":
             return self._forward_compiled(u, reverse)
         if reverse:
-            return self.forward_in_order(u.flip(1), path).flip(1)
-        return self.forward_in_order(u, path)
+            return self._forward_in_order(u.flip(1), path).flip(1)
+        return self._forward_in_order(u, path)
 
-    def forward_in_order(self, u: Tensor, path: str) -> Tensor:
+    def _forward_in_order(self, u: Tensor, path: str) -> Tensor:
         """The mixer over ``u`` in its own time order, on the ``"torch"`` or ``"mamba_ssm"`` path."""
         if path == "mamba_ssm":
             return self._forward_mamba_ssm(self.in_proj(u))
@@ -457,12 +457,16 @@ class BiMamba2(nn.Module):
         y_fwd = self.mamba_fwd._mix_compiled(normed, reverse=False).flatten(0, 1)
         y_bwd = self.mamba_bwd._mix_compiled(normed, reverse=True).flatten(0, 1)
         w_fwd, w_bwd = self.mamba_fwd.out_proj.weight, self.mamba_bwd.out_proj.weight
-        if torch.is_autocast_enabled("cpu"):  # addmm is not autocast: cast as Linear would
+        if torch.is_autocast_enabled("cpu"):
+            # addmm is not autocast: the projections in 16 bits as Linear would run them,
+            # added to the residual in its own (float32) precision.
             dtype = torch.get_autocast_dtype("cpu")
             y_fwd, y_bwd, w_fwd, w_bwd = (t.to(dtype) for t in (y_fwd, y_bwd, w_fwd, w_bwd))
-        out = torch.addmm(u.flatten(0, 1).to(y_fwd.dtype), y_fwd, w_fwd.T, alpha=0.5)
+            projected = torch.mm(y_fwd, w_fwd.T).addmm_(y_bwd, w_bwd.T)
+            return u.add(projected.view(u.shape), alpha=0.5)
+        out = torch.addmm(u.flatten(0, 1), y_fwd, w_fwd.T, alpha=0.5)
         out.addmm_(y_bwd, w_bwd.T, alpha=0.5)
-        return out.view(u.shape).to(u.dtype)
+        return out.view(u.shape)
 
 
 class BiMamba2Stack(nn.Module):
