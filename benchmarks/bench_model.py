@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from brain_go_brr.models import V3Config, V3Detector
+from brain_go_brr.models import V3Config, V3Detector, cpu_linear
 from brain_go_brr.models.edge_stream import pairs_to_dense, topk_adjacency
 from brain_go_brr.models.info import dead_parameters, stage_flops, stage_parameters
 from brain_go_brr.models.laplacian_pe import LaplacianPE
@@ -201,10 +201,14 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
     reference = matmul_gflops(repeats)
     x = torch.randn(2, 19, WINDOW, generator=torch.Generator().manual_seed(1))
 
-    def infer(model: nn.Module, bf16: bool) -> Callable[[], torch.Tensor]:
+    def infer(model: nn.Module, bf16: bool, onednn: bool = True) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out: torch.Tensor = model(x)
+            cpu_linear.ENABLED = onednn
+            try:
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    out: torch.Tensor = model(x)
+            finally:
+                cpu_linear.ENABLED = True
             return out
 
         return call
@@ -218,6 +222,7 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
         "v3 float32": infer(v3, False),
         "v3 bf16 autocast": infer(v3, True),
         "v3 float32, chunked scan (backend=torch)": infer(chunked, False),
+        "v3 float32, projections on F.linear (BGB_ONEDNN_LINEAR=0)": infer(v3, False, False),
     }
     if other is not None:
         contenders["SeizureTransformer float32"] = infer(other, False)
@@ -251,6 +256,8 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
         "",
         f"v3 bf16 autocast vs float32: max |probability difference| = {bf16_diff:.2e} "
         "(target <= 1e-2; the TCN and the decoder stay float32, `model.autocast_float32`). "
+        "Float32 projections go through oneDNN (`brain_go_brr/models/cpu_linear.py`) except "
+        "in the `F.linear` row (ATen's BLAS path). "
         "Compiled CPU kernels vs chunked scan, float32: max |probability difference| = "
         f"{paths_diff:.2e}. Mamba2 path of `v3 float32`: "
         + (

@@ -74,3 +74,17 @@ def test_training_path_gradients_match_f_linear() -> None:
         eps=1e-2,
         atol=1e-2,
     )
+
+
+def _ops_called(fn: object) -> set[str]:
+    with torch.profiler.profile() as prof:
+        fn()  # type: ignore[operator]
+    return {event.key for event in prof.key_averages()}
+
+
+def test_switch_turns_the_onednn_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, weight, _ = _data()
+    with torch.no_grad():
+        assert "mkldnn::_linear_pointwise" in _ops_called(lambda: cpu_linear.linear(x, weight))
+        monkeypatch.setattr(cpu_linear, "ENABLED", False)
+        assert "mkldnn::_linear_pointwise" not in _ops_called(lambda: cpu_linear.linear(x, weight))

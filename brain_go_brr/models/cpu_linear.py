@@ -8,6 +8,9 @@ rounding (bitwise equal on every shape we tried). oneDNN is reached through
 ``torch.ops.mkldnn._linear_pointwise``, the op that ``torch.compile``'s CPU backend emits for
 linear layers; it is a private op, so it is checked once against ``F.linear`` on a small
 example and, if it is missing or disagrees, every call falls back to ``F.linear`` (logged).
+``BGB_ONEDNN_LINEAR=0`` in the environment (or ``cpu_linear.ENABLED = False``) turns the
+path off, e.g. on a CPU whose BLAS is the faster one (``benchmarks/bench_model.py`` times v3
+both ways).
 
 Float32 on CPU takes this path, in inference and in training (:class:`_LinearFunction`
 gives the op a backward: the input's gradient is another oneDNN product, the weight's a
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from typing import Any
 
 import torch
@@ -27,6 +31,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 log = logging.getLogger(__name__)
+
+#: Whether CPU float32 products may go through oneDNN (environment ``BGB_ONEDNN_LINEAR``).
+ENABLED = os.environ.get("BGB_ONEDNN_LINEAR", "1").strip().lower() not in {
+    "0",
+    "false",
+    "no",
+    "off",
+}
 
 
 @functools.cache
@@ -54,7 +66,8 @@ def _onednn_linear() -> Any:
 
 def _takes_onednn(x: Tensor, weight: Tensor) -> bool:
     return (
-        x.device.type == "cpu"
+        ENABLED
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
