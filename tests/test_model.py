@@ -224,3 +224,15 @@ def test_autocast_keeps_the_named_stages_in_float32() -> None:
         assert seen["node"] == torch.float32  # the Mamba residual stream is float32 anyway
     with pytest.raises(ValueError, match="autocast_float32 names unknown stage"):
         V3Config(autocast_float32=("gnn",))
+
+
+def test_flops_count_the_mamba2_projections_that_run_on_onednn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from brain_go_brr.models import cpu_linear
+
+    model = _model()
+    counted = stage_flops(model)  # oneDNN on: stage_flops must still see every product
+    assert cpu_linear.ENABLED
+    monkeypatch.setattr(cpu_linear, "ENABLED", False)
+    assert counted == stage_flops(model)

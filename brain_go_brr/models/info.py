@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from brain_go_brr.models import cpu_linear
 from brain_go_brr.models.mamba2 import Mamba2
 
 
@@ -56,17 +57,21 @@ def stage_flops(model: nn.Module, n_channels: int = 19, n_samples: int = 15360) 
 
     Mamba2 blocks are counted on their chunked SSD scan (``backend="torch"``, the formulation
     ``mamba_ssm`` computes too): the compiled CPU kernels that CPU inference uses otherwise
-    are invisible to the counter.
+    are invisible to the counter, and so are oneDNN's products (:mod:`.cpu_linear`), which
+    are switched off while counting.
     """
     root = type(model).__name__
     blocks = [m for m in model.modules() if isinstance(m, Mamba2)]
     backends = [block.backend for block in blocks]
+    onednn = cpu_linear.ENABLED
     try:
+        cpu_linear.ENABLED = False  # torch.ops.mkldnn products are invisible to the counter
         for block in blocks:
             block.backend = "torch"
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, n_channels, n_samples))
     finally:
+        cpu_linear.ENABLED = onednn
         for block, backend in zip(blocks, backends, strict=True):
             block.backend = backend
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
