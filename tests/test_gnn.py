@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from brain_go_brr.data.channels import PAIRS
 from brain_go_brr.models.edge_stream import pair_cosine, pairs_to_dense, topk_adjacency
-from brain_go_brr.models.gnn import GraphNetwork, dense_to_edge_index
+from brain_go_brr.models.gnn import (
+    GraphNetwork,
+    dense_to_edge_index,
+    dense_to_sparse_adj_t,
+    sparse_propagation_matches,
+)
 
 
 def test_pair_cosine_follows_the_channels_pairs_order() -> None:
@@ -103,7 +109,9 @@ def _dense_ssg(layer: torch.nn.Module, x: torch.Tensor, adjacency: torch.Tensor)
     return layer.lin(out).reshape(-1, layer.lin.out_channels)
 
 
-def test_graph_network_equals_dense_matrix_propagation() -> None:
+@pytest.mark.parametrize("grad", [True, False], ids=["edge_index", "sparse_inference"])
+def test_graph_network_equals_dense_matrix_propagation(grad: bool) -> None:
+    """Both propagation paths: edge list (autograd on) and sparse CSR (CPU inference)."""
     torch.manual_seed(3)
     gnn = GraphNetwork(d_model=6, pe_dim=3, alpha=0.05, hops=2)
     adjacency = torch.zeros(1, 2, 4, 4)
@@ -115,11 +123,55 @@ def test_graph_network_equals_dense_matrix_propagation() -> None:
     )
     nodes = torch.randn(1, 2, 4, 6)
     pe = torch.randn(1, 2, 4, 3)
-    out = gnn(nodes, pe, adjacency)
+    with torch.set_grad_enabled(grad):
+        out = gnn(nodes, pe, adjacency)
     flat_adjacency = adjacency.view(2, 4, 4)
     hidden = F.gelu(_dense_ssg(gnn.conv1, torch.cat([nodes, pe], -1).view(-1, 9), flat_adjacency))
     expected = nodes + _dense_ssg(gnn.conv2, hidden, flat_adjacency).view(1, 2, 4, 6)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_adjacency_is_the_transposed_block_diagonal() -> None:
+    generator = torch.Generator().manual_seed(4)
+    adjacency = torch.rand(3, 5, 5, generator=generator) * (
+        torch.rand(3, 5, 5, generator=generator) > 0.6
+    )
+    adj_t = dense_to_sparse_adj_t(adjacency).to_dense()  # (15, 15)
+    off_diagonal = adjacency * ~torch.eye(5, dtype=torch.bool)  # loops are left to gcn_norm
+    assert torch.equal(adj_t, torch.block_diag(*off_diagonal.transpose(-1, -2)))
+
+
+def test_sparse_propagation_matches_only_without_loops_on_connected_nodes() -> None:
+    adjacency = torch.zeros(1, 3, 3)
+    adjacency[0, 0, 1] = adjacency[0, 1, 0] = 0.5
+    adjacency[0, 2, 2] = 1.0  # isolated node with its self-loop: fine
+    assert sparse_propagation_matches(adjacency)
+    adjacency[0, 0, 0] = 0.3  # a loop on a node with an incoming edge: not equivalent
+    assert not sparse_propagation_matches(adjacency)
+
+
+def test_sparse_inference_matches_the_edge_list_on_directed_graphs_and_under_autocast() -> None:
+    """Directed weights tell a transposed adjacency from the right one; bf16 autocast too."""
+    torch.manual_seed(5)
+    gnn = GraphNetwork(d_model=8, pe_dim=4).eval()
+    generator = torch.Generator().manual_seed(6)
+    adjacency = torch.rand(2, 3, 6, 6, generator=generator)
+    adjacency = adjacency * (torch.rand(2, 3, 6, 6, generator=generator) > 0.5)  # asymmetric
+    adjacency = adjacency * ~torch.eye(6, dtype=torch.bool)
+    adjacency[0, 1, 2] = 0.0
+    adjacency[0, 1, :, 2] = 0.0
+    adjacency[0, 1, 2, 2] = 0.7  # node 2 of graph (0, 1): no incoming edge, a self-loop
+    assert sparse_propagation_matches(adjacency)
+    nodes, pe = torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 4)
+    with torch.no_grad():
+        gnn.sparse_inference = False
+        expected = gnn(nodes, pe, adjacency)
+        gnn.sparse_inference = True
+        torch.testing.assert_close(gnn(nodes, pe, adjacency), expected, atol=1e-6, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = gnn(nodes, pe, adjacency)  # propagated in float32 (no bf16 CSR product)
+    assert mixed.dtype == nodes.dtype
+    torch.testing.assert_close(mixed, expected, atol=5e-2, rtol=5e-2)
 
 
 def test_edge_time_pool_holds_the_adjacency_within_blocks() -> None:
