@@ -163,10 +163,20 @@ def test_plan_statistics_look_like_tusz() -> None:
             + [(a.onset_s, a.offset_s) for a in p.spec.artifacts]
         )
         assert all(b <= c for (_, b), (c, _) in itertools.pairwise(spans))
-    assert Counter(a.kind for p in plans for a in p.spec.artifacts).keys() == {
-        "chewing",
-        "movement",
-    }
+    kinds = Counter(a.kind for p in plans for a in p.spec.artifacts)
+    assert kinds.keys() == {"chewing", "movement"}
+    hours = durations.sum() / 3600
+    # generator version 2: movement artifacts 1 per 20 min + 1 per 10 min (9 per hour, a
+    # little fewer where they do not fit), chewing 1 per 20 min (3 per hour)
+    assert 7.5 <= kinds["movement"] / hours <= 9.5, kinds["movement"] / hours
+    assert 2.5 <= kinds["chewing"] / hours <= 3.5, kinds["chewing"] / hours
+    for a in (a for p in plans for a in p.spec.artifacts):  # each span keeps its own kind
+        length = a.offset_s - a.onset_s
+        if a.kind == "chewing":
+            assert 3 - 1e-3 <= length <= 20 + 1e-3 and 5 <= a.rate_hz <= 8
+        else:
+            assert 4 - 1e-3 <= length <= 30 + 1e-3 and 1 <= a.rate_hz <= 3
+            assert 2 <= len(a.electrodes) <= 4 and 60 <= a.amplitude_uV <= 180
     with pytest.raises(ValueError, match="--patients"):
         plan_corpus(0, 1.0, 0)
 

@@ -419,6 +419,17 @@ def plain_config(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return dict(data_cfg)
 
 
+def synthetic_dir(n_patients: int, hours: float, seed: int) -> Path:
+    """Where ``data=synthetic`` keeps a generated corpus and its cache (``corpus/``, ``cache/``).
+
+    The name carries the generator version, so a changed generator never reuses an old corpus.
+    """
+    from brain_go_brr.data.synth import GENERATOR_VERSION
+
+    name = f"p{n_patients}_h{hours:g}_s{seed}_g{GENERATOR_VERSION}"
+    return default_cache_root() / "synthetic" / name
+
+
 def ensure_prepared(data_cfg: Mapping[str, Any]) -> Path:
     """Make sure the cache of a ``conf/data/*.yaml`` config is ready; returns its folder.
 
@@ -435,7 +446,7 @@ def ensure_prepared(data_cfg: Mapping[str, Any]) -> Path:
     if source == "synthetic":
         syn = cfg["synthetic"]
         n_patients, hours, seed = int(syn["n_patients"]), float(syn["hours"]), int(syn["seed"])
-        base = default_cache_root() / "synthetic" / f"p{n_patients}_h{hours:g}_s{seed}"
+        base = synthetic_dir(n_patients, hours, seed)
         root = Path(cfg["root"]) if cfg.get("root") else base / "corpus"
         cache_dir = Path(cfg["cache_dir"]) if cfg.get("cache_dir") else base / "cache"
         with _locked(base):

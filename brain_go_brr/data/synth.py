@@ -22,21 +22,23 @@ Layout written under ``OUT``::
   of a ``.csv``'s seizure rows equals its ``.csv_bi`` seizures. Some files fill ``bckg`` rows,
   some list seizures only. About 40 % of files hold 1-3 seizures of 10-120 s, about 8 % of
   all time is seizure. Signals: see :mod:`brain_go_brr.data.synth_signals`; chewing and
-  movement artifacts are inserted as unlabelled hard negatives.
+  movement artifacts are inserted as unlabelled hard negatives (about 3 chewing and 9
+  movement artifacts per hour).
 - ``synth_manifest.json``: the seed, the settings and, per file, split, patient, path, sfreq,
   montage, duration_s, channels, missing channels, seizures (with their parameters) and the
   artifacts inserted. It is written last: its presence marks a complete corpus
   (``.synth_incomplete.json`` marks a run under way or killed; rerunning it finishes it).
 
-Deterministic: the plan comes from ``SeedSequence(seed, spawn_key=(0,))`` and file ``i``'s
-noise from ``SeedSequence(seed, spawn_key=(1, i))``, so the bytes do not depend on
-``--workers``. Helpers for tests elsewhere: :func:`write_edf` (one EDF from an array) and
+Deterministic: the plan comes from ``SeedSequence(seed, spawn_key=(0,))`` (the extra
+movement artifacts of generator version 2 from ``spawn_key=(2,)``) and file ``i``'s noise
+from ``SeedSequence(seed, spawn_key=(1, i))``, so the bytes do not depend on ``--workers``. Helpers for tests elsewhere: :func:`write_edf` (one EDF from an array) and
 :func:`make_recording` (one synthetic recording in memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -126,6 +128,13 @@ class FilePlan:
 # ---------------------------------------------------------------------------- planning
 
 
+#: Version of what a (patients, hours, seed) triple generates; part of the default corpus
+#: folder name, so a changed generator never reuses an older corpus or cache.
+#: 1: first release. 2: about one more movement artifact per 10 min (own random stream;
+#: every version-1 draw kept) and each artifact span keeps its own kind.
+GENERATOR_VERSION = 2
+
+
 def _choice(rng: np.random.Generator, weights: dict[Any, float]) -> Any:
     keys = list(weights)
     p = np.array([weights[k] for k in keys])
@@ -204,9 +213,24 @@ def _place(
     gap_s: float = 20.0,
 ) -> list[tuple[float, float]]:
     """Non-overlapping (onset, offset) for each length, ``gap_s`` apart from each other and
-    from ``taken``, and 5 s from the file edges; a length that does not fit is dropped."""
-    placed: list[tuple[float, float]] = []
-    for length in lengths:
+    from ``taken``, and 5 s from the file edges; a length that does not fit is dropped.
+    Sorted by onset (see :func:`_place_indexed` for which length each span came from)."""
+    return [
+        (onset, offset)
+        for onset, offset, _ in _place_indexed(rng, lengths, duration_s, taken, gap_s)
+    ]
+
+
+def _place_indexed(
+    rng: np.random.Generator,
+    lengths: Sequence[float],
+    duration_s: float,
+    taken: Sequence[tuple[float, float]] = (),
+    gap_s: float = 20.0,
+) -> list[tuple[float, float, int]]:
+    """:func:`_place` with, for each span, the index of its length in ``lengths``."""
+    placed: list[tuple[float, float, int]] = []
+    for index, length in enumerate(lengths):
         for _ in range(50):
             onset = (
                 round(float(rng.uniform(5.0, duration_s - 5.0 - length)), 4)
@@ -216,8 +240,9 @@ def _place(
             if onset < 0:
                 break
             offset = round(onset + length, 4)
-            if all(offset + gap_s <= a or onset >= b + gap_s for a, b in (*taken, *placed)):
-                placed.append((onset, offset))
+            spans = (*taken, *((a, b) for a, b, _ in placed))
+            if all(offset + gap_s <= a or onset >= b + gap_s for a, b in spans):
+                placed.append((onset, offset, index))
                 break
     return sorted(placed)
 
@@ -252,8 +277,10 @@ def _artifacts(
     )
     lengths = [float(rng.uniform(3, 20) if k == "chewing" else rng.uniform(4, 30)) for k in kinds]
     out = []
-    spans = _place(rng, lengths, duration_s, taken, gap_s=10.0)
-    for (onset, offset), kind in zip(spans, kinds, strict=False):
+    # Each span keeps its own kind (version 1 paired the sorted spans with the kinds in
+    # draw order, so a span could get another artifact's kind).
+    for onset, offset, index in _place_indexed(rng, lengths, duration_s, taken, gap_s=10.0):
+        kind = kinds[index]
         if kind == "chewing":
             rate, amp, electrodes = (
                 rng.uniform(5, 8),
@@ -261,12 +288,37 @@ def _artifacts(
                 LEFT_TEMPORAL + RIGHT_TEMPORAL,
             )
         else:
-            center = int(rng.integers(0, len(CHANNELS)))
-            near = np.argsort(DIST[center])[: int(rng.integers(2, 5))]
-            rate, amp = rng.uniform(1, 3), rng.uniform(60, 180)
-            electrodes = tuple(ELECTRODES[i] for i in sorted(near))
+            out.append(_movement(rng, onset, offset))
+            continue
         out.append(ArtifactSpec(kind, onset, offset, float(rate), float(amp), electrodes))
     return tuple(out)
+
+
+def _movement(rng: np.random.Generator, onset: float, offset: float) -> ArtifactSpec:
+    """A movement artifact on [onset, offset]: 1-3 Hz, 60-180 µV, 2-4 neighbouring electrodes."""
+    center = int(rng.integers(0, len(CHANNELS)))
+    near = np.argsort(DIST[center])[: int(rng.integers(2, 5))]
+    rate, amp = rng.uniform(1, 3), rng.uniform(60, 180)
+    electrodes = tuple(ELECTRODES[i] for i in sorted(near))
+    return ArtifactSpec("movement", onset, offset, float(rate), float(amp), electrodes)
+
+
+def _extra_movement(
+    rng: np.random.Generator,
+    duration_s: float,
+    seizures: Sequence[tuple[float, float]],
+    artifacts: Sequence[ArtifactSpec],
+) -> tuple[ArtifactSpec, ...]:
+    """Generator version 2: more movement artifacts, about one more per 10 min of recording.
+
+    Drawn from their own random stream (``spawn_key=(2,)``) so every draw of version 1
+    (files, seizures, the first artifacts) stays as it was; placed 10 s away from the
+    seizures and from the artifacts already there. Same distribution as :func:`_movement`.
+    """
+    lengths = [float(rng.uniform(4, 30)) for _ in range(int(rng.poisson(duration_s / 600)))]
+    taken = [*seizures, *((a.onset_s, a.offset_s) for a in artifacts)]
+    spans = _place(rng, lengths, duration_s, taken, gap_s=10.0)
+    return tuple(_movement(rng, onset, offset) for onset, offset in spans)
 
 
 def plan_corpus(n_patients: int, hours: float, seed: int) -> list[FilePlan]:
@@ -279,6 +331,7 @@ def plan_corpus(n_patients: int, hours: float, seed: int) -> list[FilePlan]:
     if not hours > 0:
         raise ValueError(f"--hours must be positive, got {hours}")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    extra_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
     patients = _patient_ids(rng, n_patients)
     split_of = _split_patients(rng, patients)
     # Aim for files of about 10 min on average, so short corpora still have several per patient.
@@ -344,6 +397,8 @@ def plan_corpus(n_patients: int, hours: float, seed: int) -> list[FilePlan]:
             line_uV=float(line), heart_rate_bpm=float(rng.uniform(55, 100)),
             seizures=seizures, artifacts=_artifacts(rng, duration, spans),
         )  # fmt: skip
+        extra = _extra_movement(extra_rng, duration, spans, spec.artifacts)
+        spec = dataclasses.replace(spec, artifacts=(*spec.artifacts, *extra))
         stem = f"{patient}_{session[:4]}_t{token:03d}"
         plans.append(
             FilePlan(
@@ -596,6 +651,7 @@ def generate_corpus(
     summary = _summary(out, ordered_entries)
     manifest = {
         "generator": "brain_go_brr.data.synth",
+        "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "settings": {"n_patients": n_patients, "hours": hours},
         "totals": summary["splits"],
