@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (
             "not reached"
             if sens is None
-            else f"{100 * sens:.1f} % (FA/24h {at_target['fa_per_24h']:.2f})"
+            else f"{100 * sens:.1f} % (FA/24h {at_target['fa_per_24h']:.2f}, threshold sweep "
+            f"at tau_on {at_target['tau_on']:.3g}, tau_off {at_target['tau_off']:.3g})"
         )
         + f" -> target >= {100 * TARGET_SENSITIVITY:.0f} %: {'met' if ok else 'NOT met'}\n"
         f"demo: results {eval_dir / 'results.md'}, plots {eval_dir / 'plots'}"

@@ -245,7 +245,11 @@ def test_evaluate_writes_metrics_files_and_plots(tmp_path_factory: pytest.TempPa
     assert len((out / "nedc" / "ref.list").read_text().split()) == n
     assert len(list((out / "szcore" / "hyp").rglob("*_events.tsv"))) == n
     assert len(json.loads((out / "threshold_sweep.json").read_text())) == len(TAU_GRID)
-    assert "| OVLP |" in (out / "results.md").read_text()
+    results = (out / "results.md").read_text()
+    assert "| OVLP |" in results
+    point = metrics["ovlp"]["sens_at_fa"]["10"]  # its thresholds are listed under the table
+    where = "-" if point is None else f"{point['tau_on']:.3g}/{point['tau_off']:.3g}"
+    assert f"@ 10: {where}" in results.split("- OVLP:")[1].splitlines()[0]
     pngs = sorted((out / "plots").glob("*.png"))
     assert out / "plots" / "sens_fa_curve.png" in pngs and len(pngs) >= 2
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

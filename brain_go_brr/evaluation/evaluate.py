@@ -369,6 +369,15 @@ def results_table(
     return header, rows
 
 
+def _operating_points(scorer_metrics: dict[str, Any], fa_targets: Sequence[float]) -> str:
+    parts = []
+    for key in (scoring.fa_key(t) for t in fa_targets):
+        point = scorer_metrics["sens_at_fa"][key]
+        where = "-" if point is None else f"{point['tau_on']:.3g}/{point['tau_off']:.3g}"
+        parts.append(f"@ {key}: {where}")
+    return ", ".join(parts)
+
+
 def _markdown(metrics: dict[str, Any], fa_targets: Sequence[float]) -> str:
     header, rows = results_table(metrics, fa_targets)
     post = metrics["post"]
@@ -389,6 +398,10 @@ def _markdown(metrics: dict[str, Any], fa_targets: Sequence[float]) -> str:
         "",
         "Sensitivity and FA/24h at the configured post-processing; `sens @ k` is the best "
         "sensitivity of the threshold sweep whose FA/24h is at most k (`-`: not reached).",
+        "",
+        "Thresholds (tau_on/tau_off) of the `sens @ k` operating points:",
+        "",
+        *(f"- {name.upper()}: {_operating_points(metrics[name], fa_targets)}" for name in SCORERS),
     ]
     return "\n".join(lines) + "\n"
 
