@@ -16,6 +16,21 @@ CHANNELS: tuple[str, ...] = (
 )  # fmt: skip
 N_CHANNELS = len(CHANNELS)
 
+
+def _mirror_name(name: str) -> str:
+    """10-20 name of the electrode mirrored across the midline: odd numbers (left) and even
+    numbers (right) swap, 1<->2, 3<->4, ...; midline ``z`` electrodes stay."""
+    if name.endswith("z"):
+        return name
+    stem = name.rstrip("0123456789")
+    number = int(name[len(stem) :])
+    return f"{stem}{number + 1 if number % 2 else number - 1}"
+
+
+#: Left-right mirror of each channel, as indices into ``CHANNELS`` (midline ones map to
+#: themselves): ``x[..., MIRROR, :]`` is the recording with its hemispheres swapped.
+MIRROR: tuple[int, ...] = tuple(CHANNELS.index(_mirror_name(name)) for name in CHANNELS)
+
 #: The 171 electrode pairs (i, j), i < j, in row-major order over ``CHANNELS``.
 PAIRS: tuple[tuple[int, int], ...] = tuple(
     (i, j) for i in range(N_CHANNELS) for j in range(i + 1, N_CHANNELS)

@@ -8,7 +8,8 @@ Batches are the DataModule's dicts (``brain_go_brr.data.datamodule``)::
     start   (B,)           int64     window start in samples at 256 Hz
     window  (B,)           int64     window id (training: what hard-negative mining tracks)
 
-Training: focal loss on per-sample logits, AdamW with parameter groups and a per-step
+Training: optional left-right mirroring of windows (``hemisphere_flip``,
+:mod:`brain_go_brr.training.augment`), focal loss on per-sample logits, AdamW with parameter groups and a per-step
 warm-up + cosine schedule (:mod:`brain_go_brr.training.optim`). A non-finite loss skips the
 step on every rank (no backward, no optimizer update), is counted in
 ``train/nonfinite_steps``, and ``max_consecutive_nonfinite`` of them in a row stop the run
@@ -52,6 +53,7 @@ from torch import nn
 
 from brain_go_brr.evaluation.metrics import FA_TARGETS, RecordTrack, fa_key, flatten, score_tracks
 from brain_go_brr.post.postprocess import PostConfig
+from brain_go_brr.training.augment import draw_mirror_mask, mirror_hemispheres
 from brain_go_brr.training.losses import FocalLoss
 from brain_go_brr.training.optim import OptimConfig, build_adamw, build_scheduler
 
@@ -120,6 +122,9 @@ class SeizureDetectorModule(L.LightningModule):
         n_example_traces: records plotted each validation epoch (those with seizures first).
         plots_dir: where validation PNGs go (``None``: no plots).
         model_config: the detector's plain config, stored in checkpoints for evaluation.
+        hemisphere_flip: probability that a training window has its hemispheres swapped
+            (:mod:`brain_go_brr.training.augment`); 0 turns it off.
+        seed: seeds the augmentation draws (with the global step and the rank).
     """
 
     def __init__(
@@ -133,6 +138,8 @@ class SeizureDetectorModule(L.LightningModule):
         n_example_traces: int = 3,
         plots_dir: str | Path | None = None,
         model_config: dict[str, Any] | None = None,
+        hemisphere_flip: float = 0.0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.detector = detector
@@ -142,6 +149,9 @@ class SeizureDetectorModule(L.LightningModule):
         self.max_consecutive_nonfinite = int(max_consecutive_nonfinite)
         self.n_example_traces = int(n_example_traces)
         self.plots_dir = Path(plots_dir) if plots_dir is not None else None
+        draw_mirror_mask(hemisphere_flip, 0, seed, 0)  # a bad probability fails here, not later
+        self.hemisphere_flip = float(hemisphere_flip)
+        self.seed = int(seed)
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {
@@ -150,6 +160,8 @@ class SeizureDetectorModule(L.LightningModule):
                 "focal_gamma": focal_gamma,
                 "post": asdict(self.post_cfg),
                 "max_consecutive_nonfinite": self.max_consecutive_nonfinite,
+                "hemisphere_flip": self.hemisphere_flip,
+                "seed": self.seed,
                 "model": model_config or {},
             }
         )
@@ -167,7 +179,13 @@ class SeizureDetectorModule(L.LightningModule):
     # -- training ------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        logits = self(batch["x"])  # (B, T)
+        x = batch["x"]  # (B, 19, T)
+        if self.hemisphere_flip > 0:
+            mask = draw_mirror_mask(
+                self.hemisphere_flip, x.shape[0], self.seed, self.global_step, self.global_rank
+            )
+            x = mirror_hemispheres(x, mask)
+        logits = self(x)  # (B, T)
         loss = self.loss_fn(logits.float(), batch["y"])
         dm = self._mining_datamodule()
         if dm is not None:

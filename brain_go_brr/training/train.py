@@ -141,6 +141,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         n_example_traces=int(cfg.module.n_example_traces),
         plots_dir=output_dir / "plots" if cfg.module.plots else None,
         model_config=_plain(cfg.model),
+        hemisphere_flip=float(cfg.module.get("hemisphere_flip", 0.0)),
+        seed=int(cfg.seed),
     )
 
     loggers = build_loggers(cfg)
