@@ -19,7 +19,7 @@ def test_compose_eval_takes_the_training_groups_and_replaces_post_keys(tmp_path:
     assert cfg.model.tcn_channels == train_cfg.model.tcn_channels  # v3_tiny, from the run
     assert cfg.post.tau_on == 0.5 and cfg.post.min_duration_s == 4.0
     assert cfg.post.tau_off == train_cfg.post.tau_off
-    with pytest.raises(KeyError, match="post.tau_up"):
+    with pytest.raises(KeyError, match=r"post\.tau_up"):
         demo.compose_eval(train_cfg, "x.ckpt", tmp_path / "e", "eval", {"tau_up": 0.5})
 
 
