@@ -19,17 +19,22 @@ import torch
 from brain_go_brr.data.channels import MIRROR
 
 
+def check_probability(p: float) -> float:
+    """``p`` as a float, or a ValueError naming ``module.hemisphere_flip`` when outside [0, 1]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(
+            f"module.hemisphere_flip={p}: a probability, between 0 (off) and 1 (every window)"
+        )
+    return float(p)
+
+
 def draw_mirror_mask(p: float, n_windows: int, seed: int, step: int, rank: int = 0) -> np.ndarray:
     """``(n_windows,)`` bool: which windows of the batch of optimizer step ``step`` to mirror.
 
     Each window independently with probability ``p`` (0 <= p <= 1), from a generator seeded by
     ``(seed, step, rank)`` and nothing else.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(
-            f"module.hemisphere_flip={p}: a probability, between 0 (off) and 1 (every window)"
-        )
-    if p == 0.0:
+    if check_probability(p) == 0.0:
         return np.zeros(n_windows, dtype=bool)
     rng = np.random.default_rng([int(seed), int(step), int(rank)])
     return rng.random(n_windows) < p

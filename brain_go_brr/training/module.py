@@ -9,9 +9,9 @@ Batches are the DataModule's dicts (``brain_go_brr.data.datamodule``)::
     window  (B,)           int64     window id (training: what hard-negative mining tracks)
 
 Training: optional left-right mirroring of windows (``hemisphere_flip``,
-:mod:`brain_go_brr.training.augment`), focal loss on per-sample logits, AdamW with parameter groups and a per-step
-warm-up + cosine schedule (:mod:`brain_go_brr.training.optim`). A non-finite loss skips the
-step on every rank (no backward, no optimizer update), is counted in
+:mod:`brain_go_brr.training.augment`), focal loss on per-sample logits, AdamW with parameter
+groups and a per-step warm-up + cosine schedule (:mod:`brain_go_brr.training.optim`). A
+non-finite loss skips the step on every rank (no backward, no optimizer update), is counted in
 ``train/nonfinite_steps``, and ``max_consecutive_nonfinite`` of them in a row stop the run
 with :class:`NonFiniteLossError`. When the DataModule mines hard negatives
 (``mines_hard_negatives``), each training window's highest probability goes back to it
@@ -53,7 +53,11 @@ from torch import nn
 
 from brain_go_brr.evaluation.metrics import FA_TARGETS, RecordTrack, fa_key, flatten, score_tracks
 from brain_go_brr.post.postprocess import PostConfig
-from brain_go_brr.training.augment import draw_mirror_mask, mirror_hemispheres
+from brain_go_brr.training.augment import (
+    check_probability,
+    draw_mirror_mask,
+    mirror_hemispheres,
+)
 from brain_go_brr.training.losses import FocalLoss
 from brain_go_brr.training.optim import OptimConfig, build_adamw, build_scheduler
 
@@ -149,8 +153,7 @@ class SeizureDetectorModule(L.LightningModule):
         self.max_consecutive_nonfinite = int(max_consecutive_nonfinite)
         self.n_example_traces = int(n_example_traces)
         self.plots_dir = Path(plots_dir) if plots_dir is not None else None
-        draw_mirror_mask(hemisphere_flip, 0, seed, 0)  # a bad probability fails here, not later
-        self.hemisphere_flip = float(hemisphere_flip)
+        self.hemisphere_flip = check_probability(hemisphere_flip)  # fails here, not mid-run
         self.seed = int(seed)
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters(

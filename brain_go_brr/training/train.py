@@ -141,7 +141,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         n_example_traces=int(cfg.module.n_example_traces),
         plots_dir=output_dir / "plots" if cfg.module.plots else None,
         model_config=_plain(cfg.model),
-        hemisphere_flip=float(cfg.module.get("hemisphere_flip", 0.0)),
+        hemisphere_flip=float(cfg.module.hemisphere_flip),
         seed=int(cfg.seed),
     )
 
