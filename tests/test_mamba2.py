@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -367,10 +368,116 @@ def test_compiled_and_chunked_stacks_agree_at_v3_node_size() -> None:
     u = torch.randn(4, 200, 64)
     with torch.no_grad():
         assert rel_err(compiled(u), chunked(u)) < 1e-5
-        # bfloat16 autocast: projections in bfloat16, the kernels in float32
+        # bfloat16 autocast: projections in bfloat16, the kernels in float32 (reading and
+        # writing bfloat16), against the chunked path under the same autocast
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = compiled(u).float()
+            low_chunked = chunked(u).float()
         assert rel_err(low, chunked(u)) < 5e-2
+        assert rel_err(low, low_chunked) < 2e-2
+
+
+@needs_numba
+def test_kernel_exp_and_silu_match_float64() -> None:
+    import numba
+
+    from brain_go_brr.models import cpu_kernels
+
+    @numba.njit
+    def apply(values: np.ndarray, out_exp: np.ndarray, out_silu: np.ndarray) -> None:
+        for i in range(values.shape[0]):
+            out_exp[i] = cpu_kernels.exp32(values[i])
+            out_silu[i] = cpu_kernels.silu32(values[i])
+
+    x = np.concatenate(
+        [np.linspace(-87, 88, 200_001), np.random.default_rng(0).normal(0, 3, 10_000)]
+    ).astype(np.float32)
+    got_exp, got_silu = np.empty_like(x), np.empty_like(x)
+    apply(x, got_exp, got_silu)
+    x64 = x.astype(np.float64)
+    exp_ref = np.exp(x64)
+    assert np.max(np.abs(got_exp - exp_ref) / exp_ref) < 1e-6
+    silu_ref = x64 / (1 + np.exp(-x64))
+    assert np.max(np.abs(got_silu - silu_ref) / np.maximum(np.abs(silu_ref), 1e-30)) < 1e-6
+    # outside the clamp: finite, and SiLU still saturates to x and 0
+    far = np.array([-1e4, -200.0, 200.0, 1e4], np.float32)
+    far_exp, far_silu = np.empty_like(far), np.empty_like(far)
+    apply(far, far_exp, far_silu)
+    assert np.isfinite(far_exp).all()
+    assert np.allclose(far_silu, [0.0, 0.0, 200.0, 1e4], atol=1e-30, rtol=1e-6)
+
+
+@needs_numba
+def test_kernel_bfloat16_bits_match_torch_conversions() -> None:
+    import numba
+
+    from brain_go_brr.models import cpu_kernels
+
+    @numba.njit
+    def round_trip(values: np.ndarray, bits_out: np.ndarray, widened: np.ndarray) -> None:
+        for i in range(values.shape[0]):
+            bits_out[i] = cpu_kernels.stored_as(bits_out, values[i])
+            widened[i] = cpu_kernels.as_float32(bits_out[i])
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.cat(
+        [
+            torch.randn(100_000, generator=generator) * 10.0 ** torch.randint(-20, 20, (100_000,)),
+            # exact ties between two bfloat16 values: rounding to nearest even decides
+            ((torch.arange(0x3F80, 0x4380, dtype=torch.int32) << 16) + 0x8000).view(torch.float32),
+            torch.tensor([0.0, -0.0, 1.0, -1.0, 3.0e38, -3.0e38, 1e-40]),
+        ]
+    )
+    values = torch.cat([values, -values])
+    bits = np.empty(values.numel(), np.uint16)
+    widened = np.empty(values.numel(), np.float32)
+    round_trip(values.numpy(), bits, widened)
+    expected = values.bfloat16()
+    assert np.array_equal(bits, expected.view(torch.uint16).numpy())
+    assert np.array_equal(widened, expected.float().numpy())
+
+
+@needs_numba
+@pytest.mark.parametrize("reverse", [False, True])
+def test_kernels_read_and_write_bfloat16_bits_as_float32(reverse: bool) -> None:
+    """bfloat16 inputs (as uint16 bits) give what their float32 values give; a uint16 output
+    holds the float32 result rounded as torch rounds it."""
+    from brain_go_brr.models import cpu_kernels
+
+    generator = torch.Generator().manual_seed(1)
+    batch, length, d_inner, d_state, nheads = 3, 41, 16, 8, 4
+    conv_dim = d_inner + 2 * d_state
+    xbc_in = torch.randn(batch, length, conv_dim, generator=generator).bfloat16()
+    weight = torch.randn(4, conv_dim, generator=generator)
+    bias = torch.randn(conv_dim, generator=generator)
+    conv16, conv32 = (torch.empty(batch, length, conv_dim) for _ in range(2))
+    cpu_kernels.causal_conv_silu(
+        xbc_in.view(torch.uint16).numpy(), weight.numpy(), bias.numpy(), reverse, conv16.numpy()
+    )
+    cpu_kernels.causal_conv_silu(
+        xbc_in.float().numpy(), weight.numpy(), bias.numpy(), reverse, conv32.numpy()
+    )
+    assert torch.equal(conv16, conv32)
+
+    dt = torch.rand(batch, length, nheads, generator=generator)
+    decay = torch.rand(batch, length, nheads, generator=generator)
+    z = torch.randn(batch, length, d_inner, generator=generator).bfloat16()
+    D, norm_weight = torch.randn(nheads, generator=generator), torch.rand(d_inner) + 0.5
+    outputs = {}
+    for name, z_in, dtype in [
+        ("bits in", z.view(torch.uint16), torch.float32),
+        ("float32 in", z.float(), torch.float32),
+        ("bits out", z.float(), torch.uint16),
+    ]:
+        out = torch.empty(batch, length, d_inner, dtype=dtype)
+        cpu_kernels.scan_gate_norm(
+            conv32.numpy(), dt.numpy(), decay.numpy(), z_in.numpy(), D.numpy(),
+            norm_weight.numpy(), 1e-5, nheads, 1, reverse, out.numpy(),
+        )  # fmt: skip
+        outputs[name] = out
+    assert torch.equal(outputs["bits in"], outputs["float32 in"])
+    rounded = outputs["float32 in"].bfloat16().view(torch.uint16)
+    assert torch.equal(outputs["bits out"], rounded)
 
 
 @needs_numba

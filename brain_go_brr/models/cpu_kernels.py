@@ -2,8 +2,8 @@
 
 Imported lazily by :mod:`brain_go_brr.models.mamba2` (``numba`` is imported here at module
 level, so importing this module fails cleanly with ``ImportError`` when numba is missing).
-Both kernels work on float32 numpy views of contiguous torch tensors, write into a given
-output array, and run ``prange`` over sequences (numba's thread pool).
+Both kernels work on numpy views of contiguous torch tensors, write into a given output
+array, and run ``prange`` over sequences (numba's thread pool).
 
 Why: on CPU the chunked SSD scan of :mod:`.ssd` spends its time on a dozen element-wise
 passes over (sequences, steps, d_inner) tensors, each a round trip to memory. The
@@ -13,6 +13,18 @@ the ``silu(z)`` gate and the grouped RMSNorm applied to each step's row while it
 cache, takes one pass instead of twelve (``benchmarks/bench_model.py`` measures both).
 Inference only: there is no backward here; training uses the chunked scan.
 
+Inputs that come straight from a projection (the convolution's input and the gate ``z``)
+may be float32 or bfloat16; bfloat16 tensors are passed as their ``uint16`` bit patterns
+(``tensor.view(torch.uint16)``) and widened to float32 as they are read (exact: a 16-bit
+shift); the scan can write its result as bfloat16 bits for the bfloat16 output projection.
+Bfloat16 autocast then needs no conversion pass. Everything is computed in float32.
+
+The SiLUs run inside the kernels on :func:`exp32`, a vectorisable float32 exponential
+(this numba has no vector math library, and a call to ``exp`` per element keeps a loop
+scalar): maximum relative error 4e-7 against float64, for arguments clamped to
+[-87, 88]. The kernels are compiled with ``error_model="numpy"``: numba's default Python
+error model checks every division for zero, which also keeps a loop scalar.
+
 The loops index one-dimensional C-contiguous rows with ``range(row.shape[0])`` bounds:
 that form is what numba/LLVM vectorise (offset arithmetic into a flat array, or strided
 slices, fall back to scalar code and ran 3-7x slower).
@@ -20,28 +32,117 @@ slices, fall back to scalar code and ran 3-7x slower).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def causal_conv(
+def _float32_from_bits_typing(typingctx: Any, bits: Any) -> Any:
+    """Reinterpret the low 32 bits of an integer as a float32 (no conversion)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        low = (
+            builder.trunc(args[0], ir.IntType(32))
+            if getattr(bits, "bitwidth", 32) > 32
+            else args[0]
+        )
+        return builder.bitcast(low, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+def _as_float32_typing(typingctx: Any, value: Any) -> Any:
+    """A float32 as it is; a ``uint16`` holding bfloat16 bits widened to float32 (exact)."""
+    if value == types.float32:
+        return types.float32(value), lambda context, builder, signature, args: args[0]
+    if value == types.uint16:
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            wide = builder.zext(args[0], ir.IntType(32))
+            wide = builder.shl(wide, ir.Constant(ir.IntType(32), 16))
+            return builder.bitcast(wide, ir.FloatType())
+
+        return types.float32(value), codegen
+    return None
+
+
+def _stored_as_typing(typingctx: Any, array: Any, value: Any) -> Any:
+    """``value`` (float32) as ``array`` stores it: float32 as is, bfloat16 bits (``uint16``
+    arrays) rounded to nearest even, as torch rounds. NaN payloads are not preserved."""
+    if value != types.float32 or not isinstance(array, types.Array):
+        return None
+    if array.dtype == types.float32:
+        return types.float32(array, value), lambda context, builder, signature, args: args[1]
+    if array.dtype == types.uint16:
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            i32 = ir.IntType(32)
+            bits = builder.bitcast(args[1], i32)
+            odd = builder.and_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 1))
+            rounded = builder.add(builder.add(bits, ir.Constant(i32, 0x7FFF)), odd)
+            return builder.trunc(builder.lshr(rounded, ir.Constant(i32, 16)), ir.IntType(16))
+
+        return types.uint16(array, value), codegen
+    return None
+
+
+# numba intrinsics (typed as Any: their call signature is the typing function's minus
+# the typing context)
+_float32_from_bits: Any = intrinsic(_float32_from_bits_typing)
+as_float32: Any = intrinsic(_as_float32_typing)
+stored_as: Any = intrinsic(_stored_as_typing)
+
+
+@njit(fastmath=True, error_model="numpy", inline="always")
+def exp32(x: Any) -> Any:
+    """``exp(x)`` in float32: ``2**n * p(r)`` with ``x = n ln 2 + r``, ``|r| <= ln 2 / 2``.
+
+    ``p`` is the degree-6 Taylor polynomial (relative error below 2e-7 on that range),
+    ``ln 2`` is split in two for an exact ``n ln 2``, and ``2**n`` is built from its
+    exponent bits. ``x`` is clamped to [-87, 88], inside float32's normal range.
+    """
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = x - n * np.float32(0.693145751953125) - n * np.float32(1.4286068203094173e-06)
+    p = np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    return p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+@njit(fastmath=True, error_model="numpy", inline="always")
+def silu32(x: Any) -> Any:
+    """``x * sigmoid(x)`` in float32 on :func:`exp32`."""
+    return x / (np.float32(1.0) + exp32(-x))
+
+
+@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+def causal_conv_silu(
     x: np.ndarray,
     weight_t: np.ndarray,
     bias: np.ndarray,
     reverse: bool,
     out: np.ndarray,
 ) -> None:
-    """Depthwise causal convolution over time, per channel.
+    """Depthwise causal convolution over time, per channel, followed by SiLU.
 
-    ``out[s, t, c] = bias[c] + sum_k weight_t[k, c] * x[s, t - K + 1 + k, c]``; with
+    ``out[s, t, c] = silu(bias[c] + sum_k weight_t[k, c] * x[s, t - K + 1 + k, c])``; with
     ``reverse`` the taps read ``t + K - 1 - k`` instead (the same convolution applied to the
     time-reversed sequence, outputs in the original order). Steps outside the sequence
     count as zero.
 
-    Shapes: x (batch, length, C), weight_t (K, C) tap-major, bias (C,)
-    -> out (batch, length, C).
+    Shapes: x (batch, length, C) float32 or bfloat16 bits (uint16), weight_t (K, C)
+    tap-major, bias (C,) -> out (batch, length, C) float32.
     """
     batch, length, _ = x.shape
     taps = weight_t.shape[0]
@@ -59,14 +160,17 @@ def causal_conv(
                     xr = xs[src]
                     wk = weight_t[k]
                     for c in range(row.shape[0]):
-                        row[c] += wk[c] * xr[c]
+                        row[c] += wk[c] * as_float32(xr[c])
+            for c in range(row.shape[0]):
+                row[c] = silu32(row[c])
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
 def scan_gate_norm(
     xbc: np.ndarray,
     dt: np.ndarray,
     decay: np.ndarray,
+    z: np.ndarray,
     D: np.ndarray,
     norm_weight: np.ndarray,
     eps: float,
@@ -81,17 +185,17 @@ def scan_gate_norm(
 
         state_t = decay_t[h] * state_{t-1} + dt_t[h] * outer(x_t[h], B_t[g])   # (headdim, d_state)
         y_t[h]  = state_t @ C_t[g] + D[h] * x_t[h]
-        out_t   = rmsnorm_per_group(y_t * gate_t) * norm_weight
+        out_t   = rmsnorm_per_group(y_t * silu(z_t)) * norm_weight
 
     With ``reverse`` the scan runs from the last step to the first (outputs in the original
     order). The state is held as (ngroups, d_state, heads_per_group * headdim) so the update
     of one ``d_state`` row is one contiguous, vectorisable loop over the group's channels.
 
-    ``out`` holds the gate ``silu(z)`` on entry and the result on return (one buffer less).
-
     Shapes: xbc (batch, length, d_inner + 2 ngroups d_state) = ``[x | B | C]`` after the
     convolution and SiLU; dt, decay (batch, length, nheads) with ``decay = exp(dt * A)``;
-    D (nheads,); norm_weight (d_inner,); out (batch, length, d_inner).
+    z (batch, length, d_inner) float32 or bfloat16 bits (uint16), the gate before its SiLU;
+    D (nheads,); norm_weight (d_inner,); out (batch, length, d_inner) float32, or uint16 for
+    the result as bfloat16 bits.
     """
     batch, length, width = xbc.shape
     d_inner = norm_weight.shape[0]
@@ -110,6 +214,7 @@ def scan_gate_norm(
             dt_row = dt[s, t]
             decay_row = decay[s, t]
             out_row = out[s, t]
+            z_row = z[s, t]
             for g in range(ngroups):
                 for local in range(heads_per_group):
                     head = g * heads_per_group + local
@@ -132,15 +237,16 @@ def scan_gate_norm(
                         state_k[j] = value
                         y[j] += c_k * value
                 out_group = out_row[g * group_width : (g + 1) * group_width]
+                z_group = z_row[g * group_width : (g + 1) * group_width]
                 weight_group = norm_weight[g * group_width : (g + 1) * group_width]
                 square_sum = np.float32(0.0)
-                for j in range(out_group.shape[0]):
-                    gated = y[j] * out_group[j]
-                    out_group[j] = gated
+                for j in range(y.shape[0]):
+                    gated = y[j] * silu32(as_float32(z_group[j]))
+                    y[j] = gated
                     square_sum += gated * gated
-                scale = np.float32(1.0) / np.sqrt(square_sum / group_width + eps)
+                scale = np.float32(np.float32(1.0) / np.sqrt(square_sum / group_width + eps))
                 for j in range(out_group.shape[0]):
-                    out_group[j] = out_group[j] * scale * weight_group[j]
+                    out_group[j] = stored_as(out, np.float32(y[j] * scale * weight_group[j]))
 
 
 def set_threads(n_threads: int) -> None:

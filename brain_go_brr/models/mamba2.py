@@ -46,10 +46,11 @@ per path. ``mamba_ssm`` and ``numba`` are imported lazily, on first use (``mamba
 not import at all on machines without CUDA).
 
 The compiled CPU path runs the recurrence step by step in float32 (the sequential form of
-the same scan) with the convolution, D skip, gate and RMSNorm fused around it; it agrees
-with the chunked scan to float32 rounding (``tests/test_mamba2.py``) and made v3 inference
-on a 2-core CPU about 2x faster (``BENCHMARKS.md``). Under bfloat16 autocast the
-projections run in bfloat16 and the kernels in float32. In float32 on CPU every projection
+the same scan) with the convolution and its SiLU, the D skip, the ``silu(z)`` gate and the
+RMSNorm fused around it; it agrees with the chunked scan to float32 rounding
+(``tests/test_mamba2.py``) and made v3 inference on a 2-core CPU about 2x faster
+(``BENCHMARKS.md``). Under bfloat16 autocast the projections run in bfloat16 and the
+kernels in float32, reading the bfloat16 projections directly. In float32 on CPU every projection
 (both paths, inference and training) goes through oneDNN (:mod:`.cpu_linear`), which ran
 these tall, narrow products about twice as fast as ATen's ``F.linear`` here.
 
@@ -110,6 +111,14 @@ def _cpu_kernels() -> Any:
         log.debug("numba unavailable: %s", err)
         return None
     return cpu_kernels
+
+
+def _kernel_input(projected: Tensor) -> Tensor:
+    """A projection's output as :mod:`.cpu_kernels` reads it: float32 as is, bfloat16 as
+    its ``uint16`` bits (widened in the kernel), any other dtype converted to float32."""
+    if projected.dtype == torch.bfloat16:
+        return projected.contiguous().view(torch.uint16)
+    return projected.float().contiguous()
 
 
 def _announce(backend: str, why: str) -> None:
@@ -323,7 +332,8 @@ class Mamba2(nn.Module):
         piece of ``in_proj`` is its own matmul, so every input of the kernels is contiguous
         (reading them as column slices of one wide projection made the kernels 2-4x slower).
 
-        Shapes: ``u`` (b, l, d_model) -> (b, l, d_inner) float32.
+        Shapes: ``u`` (b, l, d_model) -> (b, l, d_inner), float32 (bfloat16 under bfloat16
+        autocast, ready for ``out_proj``'s bfloat16 product).
         """
         kernels = _cpu_kernels()
         kernels.set_threads(torch.get_num_threads())
@@ -331,24 +341,31 @@ class Mamba2(nn.Module):
         z_rows, xbc_rows, dt_rows = self.in_proj.weight.detach().split(
             [self.d_inner, self.d_inner + 2 * gn, self.nheads]
         )
-        # Every tensor below is fresh, so the element-wise steps run in place.
-        # linear(): float32 products through oneDNN (.cpu_linear); F.linear under autocast
-        out = F.silu(linear(u, z_rows).float(), inplace=True)  # (b, l, d_inner): the gate
-        xbc_in = linear(u, xbc_rows).float()  # (b, l, d_inner + 2 g n)
+        low = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        if low is not None:
+            # cast the input once for the three products (autocast would cast it per call)
+            u = u.to(low)
+        # linear(): float32 products through oneDNN (.cpu_linear); F.linear under autocast.
+        # The gate and the convolution's input go to the kernels as they come out of their
+        # products (float32, or bfloat16 read as its bits): no conversion pass.
+        z = _kernel_input(linear(u, z_rows))  # (b, l, d_inner), before its SiLU
+        xbc_in = _kernel_input(linear(u, xbc_rows))  # (b, l, d_inner + 2 g n)
         dt = linear(u, dt_rows).float().add_(self.dt_bias.detach().float())
         dt = F.softplus(dt)  # (b, l, h)
         decay = torch.mul(dt, -torch.exp(self.A_log.detach().float())).exp_()  # (b, l, h)
         conv_weight = self.conv1d.weight.detach()[:, 0].float().t().contiguous()  # (d_conv, ch)
         conv_bias = cast(Tensor, self.conv1d.bias).detach().float()
-        xbc = torch.empty_like(xbc_in)
-        kernels.causal_conv(
+        xbc = torch.empty(xbc_in.shape, dtype=torch.float32)
+        kernels.causal_conv_silu(
             xbc_in.numpy(), conv_weight.numpy(), conv_bias.numpy(), reverse, xbc.numpy()
         )
-        F.silu(xbc, inplace=True)
+        # under bfloat16 autocast the result is written as bfloat16 for out_proj's product
+        out = torch.empty(z.shape, dtype=torch.uint16 if low == torch.bfloat16 else torch.float32)
         kernels.scan_gate_norm(
             xbc.numpy(),
             dt.numpy(),
             decay.numpy(),
+            z.numpy(),
             self.D.detach().float().numpy(),
             self.norm.weight.detach().float().numpy(),
             self.norm.eps,
@@ -357,7 +374,7 @@ class Mamba2(nn.Module):
             reverse,
             out.numpy(),
         )
-        return out
+        return out.view(torch.bfloat16) if out.dtype == torch.uint16 else out
 
     def _forward_torch(self, u: Tensor) -> Tensor:
         # in_proj's rows are [z | x | B C | dt]. Projecting each piece on its own (same
