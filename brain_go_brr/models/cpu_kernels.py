@@ -38,7 +38,11 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
+
+#: Steps ahead whose rows the reverse direction prefetches (see :func:`prefetch_row`).
+PREFETCH_STEPS = 8
 
 
 def _float32_from_bits_typing(typingctx: Any, bits: Any) -> Any:
@@ -92,11 +96,47 @@ def _stored_as_typing(typingctx: Any, array: Any, value: Any) -> Any:
     return None
 
 
+def _prefetch_typing(typingctx: Any, row: Any, index: Any) -> Any:
+    """Ask the CPU to bring the cache line of ``row[index]`` in (LLVM's ``llvm.prefetch``)."""
+    if not (isinstance(row, types.Array) and row.ndim == 1 and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        row_type = signature.args[0]
+        array = context.make_array(row_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(
+            context, builder, row_type, array, [args[1]], wraparound=False
+        )
+        i32, byte_pointer = ir.IntType(32), ir.IntType(8).as_pointer()
+        function_type = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
+        function = cgutils.get_or_insert_function(builder.module, function_type, "llvm.prefetch.p0")
+        # read access, keep in all cache levels, data cache
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.none(row, index), codegen
+
+
 # numba intrinsics (typed as Any: their call signature is the typing function's minus
 # the typing context)
 _float32_from_bits: Any = intrinsic(_float32_from_bits_typing)
 as_float32: Any = intrinsic(_as_float32_typing)
 stored_as: Any = intrinsic(_stored_as_typing)
+_prefetch: Any = intrinsic(_prefetch_typing)
+
+
+@njit(fastmath=True, error_model="numpy", inline="always")
+def prefetch_row(row: Any) -> None:
+    """Prefetch every 64-byte line of a one-dimensional row.
+
+    Walking time backwards reads each sequence's rows in descending addresses, which the
+    hardware prefetcher of the benchmark CPU did not follow: the reverse scan of the node
+    stream ran 2.4x slower than the forward one (15.7 against 6.5 ms) until the kernels
+    prefetched the rows :data:`PREFETCH_STEPS` steps ahead themselves.
+    """
+    per_line = max(1, 64 // row.itemsize)
+    for index in range(0, row.shape[0], per_line):
+        _prefetch(row, index)
 
 
 @njit(fastmath=True, error_model="numpy", inline="always")
@@ -215,6 +255,13 @@ def scan_gate_norm(
             decay_row = decay[s, t]
             out_row = out[s, t]
             z_row = z[s, t]
+            if reverse and t >= PREFETCH_STEPS:
+                ahead = t - PREFETCH_STEPS
+                prefetch_row(xbc[s, ahead])
+                prefetch_row(z[s, ahead])
+                prefetch_row(out[s, ahead])
+                prefetch_row(dt[s, ahead])
+                prefetch_row(decay[s, ahead])
             for g in range(ngroups):
                 for local in range(heads_per_group):
                     head = g * heads_per_group + local
