@@ -408,6 +408,29 @@ def test_kernel_exp_and_silu_match_float64() -> None:
 
 
 @needs_numba
+@pytest.mark.parametrize("rows", [1, 255, 257, 3000])
+@pytest.mark.parametrize("bits", [False, True])
+def test_dt_and_decay_kernel_matches_torch(rows: int, bits: bool) -> None:
+    from brain_go_brr.models import cpu_kernels
+
+    generator = torch.Generator().manual_seed(rows)
+    nheads = 4
+    raw = torch.randn(rows, nheads, generator=generator) * 8  # softplus's whole range
+    raw[0, 0], raw[-1, -1] = 40.0, -40.0
+    bias = torch.randn(nheads, generator=generator)
+    A = -torch.rand(nheads, generator=generator) * 16
+    if bits:
+        raw = raw.bfloat16()
+    dt, decay = torch.empty(rows, nheads), torch.empty(rows, nheads)
+    kernel_in = raw.view(torch.uint16) if bits else raw
+    cpu_kernels.dt_and_decay(kernel_in.numpy(), bias.numpy(), A.numpy(), dt.numpy(), decay.numpy())
+    expected_dt = F.softplus(raw.double() + bias.double())
+    assert rel_err(dt, expected_dt) < 1e-6
+    assert torch.allclose(dt.double(), expected_dt, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(decay.double(), torch.exp(expected_dt * A.double()), rtol=1e-5, atol=1e-7)
+
+
+@needs_numba
 def test_kernel_bfloat16_bits_match_torch_conversions() -> None:
     import numba
 

@@ -43,6 +43,8 @@ from numba.extending import intrinsic
 
 #: Steps ahead whose rows the reverse direction prefetches (see :func:`prefetch_row`).
 PREFETCH_STEPS = 8
+#: Rows per tile in :func:`dt_and_decay`.
+_DT_TILE_ROWS = 256
 
 
 def _float32_from_bits_typing(typingctx: Any, bits: Any) -> Any:
@@ -158,6 +160,26 @@ def exp32(x: Any) -> Any:
     p = p * r + np.float32(1.0)
     p = p * r + np.float32(1.0)
     return p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+@njit(fastmath=True, error_model="numpy", inline="always")
+def softplus32(x: Any) -> Any:
+    """``log(1 + exp(x))`` in float32, vectorisable: ``max(x, 0) + log1p(e)``, ``e = exp(-|x|)``.
+
+    ``log1p(e) = 2 atanh(q)`` with ``q = e / (2 + e)`` in [0, 1/3], summed as its odd series
+    up to ``q**13`` (the first term left out is below 1e-8).
+    """
+    e = exp32(-abs(x))
+    q = e / (np.float32(2.0) + e)
+    q2 = q * q
+    p = np.float32(1.0 / 13.0)
+    p = p * q2 + np.float32(1.0 / 11.0)
+    p = p * q2 + np.float32(1.0 / 9.0)
+    p = p * q2 + np.float32(1.0 / 7.0)
+    p = p * q2 + np.float32(1.0 / 5.0)
+    p = p * q2 + np.float32(1.0 / 3.0)
+    p = p * q2 + np.float32(1.0)
+    return max(x, np.float32(0.0)) + np.float32(2.0) * q * p
 
 
 @njit(fastmath=True, error_model="numpy", inline="always")
@@ -294,6 +316,42 @@ def scan_gate_norm(
                 scale = np.float32(np.float32(1.0) / np.sqrt(square_sum / group_width + eps))
                 for j in range(out_group.shape[0]):
                     out_group[j] = stored_as(out, np.float32(y[j] * scale * weight_group[j]))
+
+
+@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+def dt_and_decay(
+    dt_raw: np.ndarray, dt_bias: np.ndarray, A: np.ndarray, dt: np.ndarray, decay: np.ndarray
+) -> None:
+    """``dt = softplus(dt_raw + dt_bias)`` and ``decay = exp(dt * A)`` in one pass.
+
+    The rows are taken in tiles of :data:`_DT_TILE_ROWS` so that each inner loop runs over a
+    whole tile (``rows x nheads`` values, contiguous) against a tiled copy of ``dt_bias`` and
+    ``A``: a loop over the few heads of one row is too short to vectorise.
+
+    Shapes: dt_raw (rows, nheads) float32 or bfloat16 bits (uint16); dt_bias, A (nheads,);
+    dt, decay (rows, nheads) float32.
+    """
+    rows, nheads = dt_raw.shape
+    tile = _DT_TILE_ROWS * nheads
+    bias_tiled = np.empty(tile, np.float32)
+    a_tiled = np.empty(tile, np.float32)
+    for j in range(tile):
+        bias_tiled[j] = dt_bias[j % nheads]
+        a_tiled[j] = A[j % nheads]
+    raw_flat = dt_raw.reshape(-1)
+    dt_flat = dt.reshape(-1)
+    decay_flat = decay.reshape(-1)
+    n_tiles = (rows + _DT_TILE_ROWS - 1) // _DT_TILE_ROWS
+    for i in prange(n_tiles):
+        start = i * tile
+        stop = min(start + tile, rows * nheads)
+        raw_t = raw_flat[start:stop]
+        dt_t = dt_flat[start:stop]
+        decay_t = decay_flat[start:stop]
+        for j in range(raw_t.shape[0]):
+            value = softplus32(as_float32(raw_t[j]) + bias_tiled[j])
+            dt_t[j] = value
+            decay_t[j] = exp32(value * a_tiled[j])
 
 
 def set_threads(n_threads: int) -> None:

@@ -350,9 +350,16 @@ class Mamba2(nn.Module):
         # products (float32, or bfloat16 read as its bits): no conversion pass.
         z = _kernel_input(linear(u, z_rows))  # (b, l, d_inner), before its SiLU
         xbc_in = _kernel_input(linear(u, xbc_rows))  # (b, l, d_inner + 2 g n)
-        dt = linear(u, dt_rows).float().add_(self.dt_bias.detach().float())
-        dt = F.softplus(dt)  # (b, l, h)
-        decay = torch.mul(dt, -torch.exp(self.A_log.detach().float())).exp_()  # (b, l, h)
+        dt_raw = _kernel_input(linear(u, dt_rows))  # (b, l, h)
+        dt = torch.empty(dt_raw.shape, dtype=torch.float32)  # softplus(dt_raw + dt_bias)
+        decay = torch.empty_like(dt)  # exp(dt * A)
+        kernels.dt_and_decay(
+            dt_raw.view(-1, self.nheads).numpy(),
+            self.dt_bias.detach().float().numpy(),
+            (-torch.exp(self.A_log.detach().float())).numpy(),
+            dt.view(-1, self.nheads).numpy(),
+            decay.view(-1, self.nheads).numpy(),
+        )
         conv_weight = self.conv1d.weight.detach()[:, 0].float().t().contiguous()  # (d_conv, ch)
         conv_bias = cast(Tensor, self.conv1d.bias).detach().float()
         xbc = torch.empty(xbc_in.shape, dtype=torch.float32)
@@ -475,6 +482,8 @@ class BiMamba2(nn.Module):
         direction's projected output nor their sum is materialised. Same result as the
         two-call path to float32 rounding.
         """
+        if torch.is_autocast_enabled("cpu"):
+            normed = normed.to(torch.get_autocast_dtype("cpu"))  # once for both directions
         y_fwd = self.mamba_fwd._mix_compiled(normed, reverse=False).flatten(0, 1)
         y_bwd = self.mamba_bwd._mix_compiled(normed, reverse=True).flatten(0, 1)
         w_fwd, w_bwd = self.mamba_fwd.out_proj.weight, self.mamba_bwd.out_proj.weight
