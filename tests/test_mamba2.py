@@ -431,6 +431,29 @@ def test_dt_and_decay_kernel_matches_torch(rows: int, bits: bool) -> None:
 
 
 @needs_numba
+@pytest.mark.parametrize("variant", ["_causal_conv_silu_rows", "_causal_conv_silu_tiled"])
+@pytest.mark.parametrize(("length", "channels"), [(1, 48), (3, 48), (40, 48), (97, 160)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_conv_kernels_match_conv1d(variant: str, length: int, channels: int, reverse: bool) -> None:
+    """Both ways of running the causal convolution (step by step for wide rows, in tiles of
+    steps for narrow ones) equal ``F.conv1d`` with its padding trimmed, then SiLU."""
+    from brain_go_brr.models import cpu_kernels
+
+    generator = torch.Generator().manual_seed(length + channels)
+    x = torch.randn(3, length, channels, generator=generator)
+    weight = torch.randn(channels, 4, generator=generator)  # (channels, taps), as conv1d's
+    bias = torch.randn(channels, generator=generator)
+    source = x.flip(1) if reverse else x
+    expected = F.conv1d(source.transpose(1, 2), weight[:, None], bias, padding=3, groups=channels)
+    expected = F.silu(expected[..., :length].transpose(1, 2))
+    expected = expected.flip(1) if reverse else expected
+    out = torch.empty_like(x)
+    kernel = getattr(cpu_kernels, variant)
+    kernel(x.numpy(), weight.t().contiguous().numpy(), bias.numpy(), reverse, out.numpy())
+    assert rel_err(out, expected) < 1e-6
+
+
+@needs_numba
 def test_kernel_bfloat16_bits_match_torch_conversions() -> None:
     import numba
 

@@ -45,6 +45,10 @@ from numba.extending import intrinsic
 PREFETCH_STEPS = 8
 #: Rows per tile in :func:`dt_and_decay`.
 _DT_TILE_ROWS = 256
+#: Values (steps x channels) per tile in :func:`causal_conv_silu` (narrow rows).
+_CONV_TILE = 1024
+#: From this many channels on, :func:`causal_conv_silu` goes step by step.
+_CONV_ROW_CHANNELS = 128
 
 
 def _float32_from_bits_typing(typingctx: Any, bits: Any) -> Any:
@@ -189,23 +193,14 @@ def silu32(x: Any) -> Any:
 
 
 @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-def causal_conv_silu(
+def _causal_conv_silu_rows(
     x: np.ndarray,
     weight_t: np.ndarray,
     bias: np.ndarray,
     reverse: bool,
     out: np.ndarray,
 ) -> None:
-    """Depthwise causal convolution over time, per channel, followed by SiLU.
-
-    ``out[s, t, c] = silu(bias[c] + sum_k weight_t[k, c] * x[s, t - K + 1 + k, c])``; with
-    ``reverse`` the taps read ``t + K - 1 - k`` instead (the same convolution applied to the
-    time-reversed sequence, outputs in the original order). Steps outside the sequence
-    count as zero.
-
-    Shapes: x (batch, length, C) float32 or bfloat16 bits (uint16), weight_t (K, C)
-    tap-major, bias (C,) -> out (batch, length, C) float32.
-    """
+    """:func:`causal_conv_silu` step by step: a loop over the channels of each step."""
     batch, length, _ = x.shape
     taps = weight_t.shape[0]
     for s in prange(batch):
@@ -225,6 +220,82 @@ def causal_conv_silu(
                         row[c] += wk[c] * as_float32(xr[c])
             for c in range(row.shape[0]):
                 row[c] = silu32(row[c])
+
+
+@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+def _causal_conv_silu_tiled(
+    x: np.ndarray,
+    weight_t: np.ndarray,
+    bias: np.ndarray,
+    reverse: bool,
+    out: np.ndarray,
+) -> None:
+    """:func:`causal_conv_silu` a tile of steps at a time: one loop per tap over the tile's
+    (steps x channels) values, contiguous in ``x`` and ``out``."""
+    batch, length, channels = x.shape
+    taps = weight_t.shape[0]
+    tile_rows = max(1, _CONV_TILE // channels)
+    tile = tile_rows * channels
+    # bias and weights repeated over a tile of steps: each tap is then one long loop over a
+    # tile's (steps x channels) values, contiguous in x and out (a loop over the channels
+    # of one step is too short to vectorise well at the edge stream's 48 channels)
+    bias_tiled = np.empty(tile, np.float32)
+    weight_tiled = np.empty((taps, tile), np.float32)
+    for j in range(tile):
+        bias_tiled[j] = bias[j % channels]
+        for k in range(taps):
+            weight_tiled[k, j] = weight_t[k, j % channels]
+    for s in prange(batch):
+        xs = x[s].reshape(-1)  # (length * channels,)
+        outs = out[s].reshape(-1)
+        for t0 in range(0, length, tile_rows):
+            t1 = min(length, t0 + tile_rows)
+            block = outs[t0 * channels : t1 * channels]
+            for j in range(block.shape[0]):
+                block[j] = bias_tiled[j]
+            for k in range(taps):
+                shift = taps - 1 - k
+                # steps t0 .. t1 - 1 whose source step (t - shift, or t + shift in
+                # reverse) lies inside the sequence
+                first = max(t0, shift) if not reverse else t0
+                last = t1 if not reverse else min(t1, length - shift)
+                if first >= last:
+                    continue
+                source_step = first - shift if not reverse else first + shift
+                source = xs[source_step * channels : (source_step + last - first) * channels]
+                target = block[(first - t0) * channels : (last - t0) * channels]
+                weights = weight_tiled[k, (first - t0) * channels : (last - t0) * channels]
+                for j in range(target.shape[0]):
+                    target[j] += weights[j] * as_float32(source[j])
+            for j in range(block.shape[0]):
+                block[j] = silu32(block[j])
+
+
+def causal_conv_silu(
+    x: np.ndarray,
+    weight_t: np.ndarray,
+    bias: np.ndarray,
+    reverse: bool,
+    out: np.ndarray,
+) -> None:
+    """Depthwise causal convolution over time, per channel, followed by SiLU.
+
+    ``out[s, t, c] = silu(bias[c] + sum_k weight_t[k, c] * x[s, t - K + 1 + k, c])``; with
+    ``reverse`` the taps read ``t + K - 1 - k`` instead (the same convolution applied to the
+    time-reversed sequence, outputs in the original order). Steps outside the sequence
+    count as zero.
+
+    Shapes: x (batch, length, C) float32 or bfloat16 bits (uint16), weight_t (K, C)
+    tap-major, bias (C,) -> out (batch, length, C) float32.
+
+    Narrow rows (fewer than :data:`_CONV_ROW_CHANNELS` channels: the edge stream's 48) go a
+    tile of steps at a time, wide ones (the node stream's 160) step by step: each was the
+    faster on the benchmark CPU (edge 8.2 against 11.8 ms per call, node 2.3 against 3.2).
+    """
+    kernel = (
+        _causal_conv_silu_rows if x.shape[-1] >= _CONV_ROW_CHANNELS else _causal_conv_silu_tiled
+    )
+    kernel(x, weight_t, bias, reverse, out)
 
 
 @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
