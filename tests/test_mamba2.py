@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from brain_go_brr.models import mamba2 as mamba2_module
 from brain_go_brr.models.mamba2 import BiMamba2, BiMamba2Stack, Mamba2
@@ -451,6 +452,30 @@ def test_conv_kernels_match_conv1d(variant: str, length: int, channels: int, rev
     kernel = getattr(cpu_kernels, variant)
     kernel(x.numpy(), weight.t().contiguous().numpy(), bias.numpy(), reverse, out.numpy())
     assert rel_err(out, expected) < 1e-6
+
+
+@needs_numba
+@pytest.mark.parametrize("width", [16, 64])
+def test_rms_norm_kernel_matches_nn_rmsnorm(width: int) -> None:
+    from brain_go_brr.models import cpu_kernels
+
+    generator = torch.Generator().manual_seed(width)
+    x = torch.randn(9000, width, generator=generator) * 3
+    x[0] = 0.0  # eps keeps an all-zero row finite
+    norm = nn.RMSNorm(width, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=generator)
+        expected = norm(x)
+    weight = norm.weight.detach()
+    out = torch.empty_like(x)
+    cpu_kernels.rms_norm(x.numpy(), weight.numpy(), 1e-5, out.numpy())
+    assert rel_err(out, expected) < 1e-6 and torch.equal(out[0], torch.zeros(width))
+    bits = torch.empty(x.shape, dtype=torch.uint16)
+    cpu_kernels.rms_norm(x.numpy(), weight.numpy(), 1e-5, bits.numpy())
+    # bfloat16 out: float32 result rounded once (rounding of values within 1e-6 may differ)
+    low = bits.view(torch.bfloat16).float()
+    assert (low - expected.bfloat16().float()).abs().max() <= 2**-7 * expected.abs().max()
+    assert rel_err(low, expected) < 4e-3
 
 
 @needs_numba

@@ -49,6 +49,8 @@ _DT_TILE_ROWS = 256
 _CONV_TILE = 1024
 #: From this many channels on, :func:`causal_conv_silu` goes step by step.
 _CONV_ROW_CHANNELS = 128
+#: Rows per parallel chunk in :func:`rms_norm`.
+_NORM_CHUNK_ROWS = 4096
 
 
 def _float32_from_bits_typing(typingctx: Any, bits: Any) -> Any:
@@ -423,6 +425,27 @@ def dt_and_decay(
             value = softplus32(as_float32(raw_t[j]) + bias_tiled[j])
             dt_t[j] = value
             decay_t[j] = exp32(value * a_tiled[j])
+
+
+@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray) -> None:
+    """``out = x / sqrt(mean(x**2, -1) + eps) * weight`` row by row (``nn.RMSNorm``), one pass.
+
+    Shapes: x (rows, d) float32; weight (d,); out (rows, d) float32, or uint16 for the
+    result as bfloat16 bits.
+    """
+    rows, width = x.shape
+    n_chunks = (rows + _NORM_CHUNK_ROWS - 1) // _NORM_CHUNK_ROWS
+    for chunk in prange(n_chunks):
+        for r in range(chunk * _NORM_CHUNK_ROWS, min(rows, (chunk + 1) * _NORM_CHUNK_ROWS)):
+            row = x[r]
+            target = out[r]
+            square_sum = np.float32(0.0)
+            for c in range(width):
+                square_sum += row[c] * row[c]
+            scale = np.float32(np.float32(1.0) / np.sqrt(square_sum / width + eps))
+            for c in range(width):
+                target[c] = stored_as(out, np.float32(row[c] * scale * weight[c]))
 
 
 def set_threads(n_threads: int) -> None:

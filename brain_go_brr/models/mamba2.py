@@ -121,6 +121,25 @@ def _kernel_input(projected: Tensor) -> Tensor:
     return projected.float().contiguous()
 
 
+def _compiled_rms_norm(norm: nn.RMSNorm, u: Tensor) -> Tensor:
+    """``norm(u)`` through :func:`.cpu_kernels.rms_norm` (CPU inference, float32 ``u``).
+
+    Written in bfloat16 under bfloat16 autocast (the input of 16-bit products), else in
+    float32. Shapes: (..., d) -> (..., d).
+    """
+    kernels = _cpu_kernels()
+    kernels.set_threads(torch.get_num_threads())
+    low = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    out = torch.empty(u.shape, dtype=torch.uint16 if low else torch.float32)
+    eps = norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps
+    weight = norm.weight.detach().float() if norm.weight is not None else torch.ones(u.shape[-1])
+    width = u.shape[-1]
+    kernels.rms_norm(
+        u.contiguous().view(-1, width).numpy(), weight.numpy(), eps, out.view(-1, width).numpy()
+    )
+    return out.view(torch.bfloat16) if low else out
+
+
 def _announce(backend: str, why: str) -> None:
     if backend not in _announced:
         _announced.add(backend)
@@ -469,21 +488,21 @@ class BiMamba2(nn.Module):
         self.mamba_bwd = Mamba2(d_model, **mamba_kwargs)
 
     def forward(self, u: Tensor) -> Tensor:
+        if u.dtype == torch.float32 and self.mamba_fwd._path(u) == "numba":
+            return self._forward_compiled(u)
         normed = self.norm(u)
-        if self.mamba_fwd._path(normed) == "numba":
-            return self._forward_compiled(u, normed)
         backward = self.mamba_bwd(normed, reverse=True)
         return u + 0.5 * (self.mamba_fwd(normed) + backward)
 
-    def _forward_compiled(self, u: Tensor, normed: Tensor) -> Tensor:
+    def _forward_compiled(self, u: Tensor) -> Tensor:
         """CPU inference: ``u + (out_fwd(y_fwd) + out_bwd(y_bwd)) / 2`` as two ``addmm``.
 
-        The output projections accumulate straight into the residual, so neither
-        direction's projected output nor their sum is materialised. Same result as the
-        two-call path to float32 rounding.
+        The pre-norm runs compiled (in bfloat16 out under bfloat16 autocast, ready for both
+        directions' products). The output projections accumulate straight into the
+        residual, so neither direction's projected output nor their sum is materialised.
+        Same result as the two-call path to float32 rounding.
         """
-        if torch.is_autocast_enabled("cpu"):
-            normed = normed.to(torch.get_autocast_dtype("cpu"))  # once for both directions
+        normed = _compiled_rms_norm(self.norm, u)
         y_fwd = self.mamba_fwd._mix_compiled(normed, reverse=False).flatten(0, 1)
         y_bwd = self.mamba_bwd._mix_compiled(normed, reverse=True).flatten(0, 1)
         w_fwd, w_bwd = self.mamba_fwd.out_proj.weight, self.mamba_bwd.out_proj.weight
@@ -547,4 +566,7 @@ class BiMamba2Stack(nn.Module):
             u = u.float()
         for layer in self.layers:
             u = layer(u)
+        if self.layers[0].mamba_fwd._path(u) == "numba":
+            with torch.autocast("cpu", enabled=False):  # the stack's output in float32
+                return _compiled_rms_norm(self.norm, u)
         return self.norm(u)
