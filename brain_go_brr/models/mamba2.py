@@ -566,7 +566,7 @@ class BiMamba2Stack(nn.Module):
             u = u.float()
         for layer in self.layers:
             u = layer(u)
-        if self.layers[0].mamba_fwd._path(u) == "numba":
+        if cast(BiMamba2, self.layers[0]).mamba_fwd._path(u) == "numba":
             with torch.autocast("cpu", enabled=False):  # the stack's output in float32
                 return _compiled_rms_norm(self.norm, u)
         return self.norm(u)
