@@ -236,3 +236,19 @@ def test_flops_count_the_mamba2_projections_that_run_on_onednn(
     assert cpu_linear.ENABLED
     monkeypatch.setattr(cpu_linear, "ENABLED", False)
     assert counted == stage_flops(model)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("length", [4, 7, 64, 97])
+def test_strided_mean_equals_avg_pool(stride: int, length: int) -> None:
+    from brain_go_brr.models.tcn import StridedMean
+
+    x = torch.randn(
+        2, 5, length, generator=torch.Generator().manual_seed(length), requires_grad=True
+    )
+    got = StridedMean(stride)(x)
+    expected = torch.nn.AvgPool1d(stride)(x)
+    assert torch.equal(got, expected)
+    (grad_got,) = torch.autograd.grad(got.sum(), x)
+    (grad_expected,) = torch.autograd.grad(expected.sum(), x)
+    assert torch.equal(grad_got, grad_expected)

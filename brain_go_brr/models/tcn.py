@@ -21,6 +21,35 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
+class StridedMean(nn.Module):
+    """``nn.AvgPool1d(stride)``: the mean of each block of ``stride`` steps (a trailing
+    partial block is dropped), written as a sum of strided slices.
+
+    Same values as ``AvgPool1d`` bit for bit (the same additions in the same order, then
+    one division); about 15x faster on the 2-core benchmark CPU, where ``avg_pool1d`` took
+    2-3 ms per TCN layer at batch 2. No parameters or buffers.
+
+    Shapes: (B, C, T) -> (B, C, T // stride).
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        if stride < 1:
+            raise ValueError(f"StridedMean: stride must be >= 1, got {stride}")
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        stride = self.stride
+        end = x.shape[-1] - x.shape[-1] % stride
+        total = x[..., 0:end:stride]
+        for k in range(1, stride):
+            total = total + x[..., k:end:stride]
+        return total / stride
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
 class ResidualConvLayer(nn.Module):
     """One dilated residual conv layer.
 
@@ -45,7 +74,7 @@ class ResidualConvLayer(nn.Module):
         self.act = nn.GELU()
         skip: list[nn.Module] = []
         if stride > 1:
-            skip.append(nn.AvgPool1d(stride))
+            skip.append(StridedMean(stride))
         if in_channels != out_channels:
             skip.append(nn.Conv1d(in_channels, out_channels, 1))
         self.skip = nn.Sequential(*skip)
