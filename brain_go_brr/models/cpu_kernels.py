@@ -1,9 +1,10 @@
-"""Compiled CPU kernels for Mamba2 inference (numba): causal conv and the fused scan.
+"""Compiled CPU kernels for Mamba2 inference (numba): the pre-norm, dt and its decay, the
+causal convolution and the fused scan.
 
 Imported lazily by :mod:`brain_go_brr.models.mamba2` (``numba`` is imported here at module
 level, so importing this module fails cleanly with ``ImportError`` when numba is missing).
-Both kernels work on numpy views of contiguous torch tensors, write into a given output
-array, and run ``prange`` over sequences (numba's thread pool).
+The kernels work on numpy views of contiguous torch tensors, write into a given output
+array, and run ``prange`` over sequences or blocks of rows (numba's thread pool).
 
 Why: on CPU the chunked SSD scan of :mod:`.ssd` spends its time on a dozen element-wise
 passes over (sequences, steps, d_inner) tensors, each a round trip to memory. The
@@ -13,13 +14,14 @@ the ``silu(z)`` gate and the grouped RMSNorm applied to each step's row while it
 cache, takes one pass instead of twelve (``benchmarks/bench_model.py`` measures both).
 Inference only: there is no backward here; training uses the chunked scan.
 
-Inputs that come straight from a projection (the convolution's input and the gate ``z``)
-may be float32 or bfloat16; bfloat16 tensors are passed as their ``uint16`` bit patterns
+Inputs that come straight from a projection (the convolution's input, ``dt`` and the gate
+``z``) may be float32 or bfloat16; bfloat16 tensors are passed as their ``uint16`` bit patterns
 (``tensor.view(torch.uint16)``) and widened to float32 as they are read (exact: a 16-bit
-shift); the scan can write its result as bfloat16 bits for the bfloat16 output projection.
+shift); the RMSNorm and the scan can write their results as bfloat16 bits for the
+bfloat16 products that read them.
 Bfloat16 autocast then needs no conversion pass. Everything is computed in float32.
 
-The SiLUs run inside the kernels on :func:`exp32`, a vectorisable float32 exponential
+SiLU and softplus run inside the kernels on :func:`exp32`, a vectorisable float32 exponential
 (this numba has no vector math library, and a call to ``exp`` per element keeps a loop
 scalar): maximum relative error 4e-7 against float64, for arguments clamped to
 [-87, 88]. The kernels are compiled with ``error_model="numpy"``: numba's default Python
@@ -27,7 +29,12 @@ error model checks every division for zero, which also keeps a loop scalar.
 
 The loops index one-dimensional C-contiguous rows with ``range(row.shape[0])`` bounds:
 that form is what numba/LLVM vectorise (offset arithmetic into a flat array, or strided
-slices, fall back to scalar code and ran 3-7x slower).
+slices, fall back to scalar code and ran 3-7x slower). Loops over a handful of values
+(the edge stream's 48 channels, a row's 4-16 heads) vectorise badly however written, so
+:func:`dt_and_decay` and the narrow-row convolution loop over tiles of many rows instead.
+Tried and dropped, for the record: sequences as the vector lanes (time-major layout, or 16-64
+sequences side by side) ran 1-4x slower, bound by loads and stores of the state; one kernel
+for conv and scan together was no faster than the two.
 """
 
 from __future__ import annotations

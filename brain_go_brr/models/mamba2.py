@@ -47,10 +47,11 @@ not import at all on machines without CUDA).
 
 The compiled CPU path runs the recurrence step by step in float32 (the sequential form of
 the same scan) with the convolution and its SiLU, the D skip, the ``silu(z)`` gate and the
-RMSNorm fused around it; it agrees with the chunked scan to float32 rounding
-(``tests/test_mamba2.py``) and made v3 inference on a 2-core CPU about 2x faster
-(``BENCHMARKS.md``). Under bfloat16 autocast the projections run in bfloat16 and the
-kernels in float32, reading the bfloat16 projections directly. In float32 on CPU every projection
+RMSNorm fused around it, and the layer's pre-norm and ``dt``/decay in their own compiled
+passes; it agrees with the chunked scan to float32 rounding (``tests/test_mamba2.py``) and
+made v3 inference on a 2-core CPU about 2x faster (``BENCHMARKS.md``). Under bfloat16
+autocast the projections run in bfloat16 and the kernels in float32, reading and writing
+the bfloat16 tensors of the products directly. In float32 on CPU every projection
 (both paths, inference and training) goes through oneDNN (:mod:`.cpu_linear`), which ran
 these tall, narrow products about twice as fast as ATen's ``F.linear`` here.
 
