@@ -33,7 +33,7 @@ slices, fall back to scalar code and ran 3-7x slower). Loops over a handful of v
 (the edge stream's 48 channels, a row's 4-16 heads) vectorise badly however written, so
 :func:`dt_and_decay` and the narrow-row convolution loop over tiles of many rows instead.
 Tried and dropped, for the record: sequences as the vector lanes (time-major layout, or 16-64
-sequences side by side) ran 1-4x slower, bound by loads and stores of the state; one kernel
+sequences side by side) ran 1.2-4x slower, bound by loads and stores of the state; one kernel
 for conv and scan together was no faster than the two.
 """
 
