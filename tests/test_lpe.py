@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brain_go_brr.models.laplacian_pe import LaplacianPE, laplacian_eigenvectors, sign_canonical
+from brain_go_brr.models.laplacian_pe import (
+    LaplacianPE,
+    batched_eigenvectors,
+    laplacian_eigenvectors,
+    sign_canonical,
+)
 
 
 def _random_graphs(n_graphs: int, n_nodes: int, seed: int = 0) -> torch.Tensor:
@@ -118,3 +123,18 @@ def test_bad_pe_settings_are_rejected_with_the_fix() -> None:
         LaplacianPE(19, 16, mode="semi", interval=0)
     with pytest.raises(ValueError, match="pe_dim=20"):
         LaplacianPE(19, 20)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threaded_eigh_gives_the_single_call_result(threads: int) -> None:
+    """The batch split over threads (CPU) gives what one batched eigh gives, to float64
+    rounding (LAPACK's rounding already depends on how a batch is laid out)."""
+    weights = _random_graphs(1001, 19, seed=5).double()  # not a multiple of the threads
+    symmetric = torch.eye(19, dtype=torch.float64) - weights / 19
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = batched_eigenvectors(symmetric)
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(got, torch.linalg.eigh(symmetric).eigenvectors, atol=1e-10, rtol=0)
