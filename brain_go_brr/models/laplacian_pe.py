@@ -33,8 +33,10 @@ from torch import Tensor, nn
 
 PE_MODES = ("dynamic", "semi")
 _NUDGE = 1e-8  # diagonal tie-breaker per node index, far below any real eigenvalue gap
-#: Below this many matrices per thread, :func:`batched_eigenvectors` stays on one thread.
-_EIGH_MIN_PER_THREAD = 64
+#: Below this many matrices per thread, :func:`batched_eigenvectors` stays on one thread:
+#: the PE stage of ``pe=semi`` at batch 2 (384 graphs) ran slower split (17.3 ms against
+#: 14.6), that of ``pe=dynamic`` (1920 graphs) faster (64 ms against 82).
+_EIGH_MIN_PER_THREAD = 256
 
 
 @dataclass
@@ -73,7 +75,8 @@ def batched_eigenvectors(symmetric: Tensor) -> Tensor:
     torch's CPU ``eigh`` of a batch runs LAPACK one matrix after the other on a single
     thread; splitting the batch into ``torch.get_num_threads()`` parts run by as many
     Python threads (torch releases the GIL) took the PE of a batch of 2 windows (1920
-    graphs of 19 nodes) from 49 to 35 ms on 2 cores. Each matrix goes through the same
+    graphs of 19 nodes, the eigh alone) from 49 to 35 ms on 2 cores; small batches stay on
+    one thread (:data:`_EIGH_MIN_PER_THREAD`). Each matrix goes through the same
     LAPACK call either way; the results agree to float64 rounding (about 1e-12: LAPACK's
     rounding already moves that much with how a batch is laid out), and a given input and
     thread count always gives the same result. The threads live for one call (a pool kept
