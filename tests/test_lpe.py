@@ -125,7 +125,7 @@ def test_bad_pe_settings_are_rejected_with_the_fix() -> None:
         LaplacianPE(19, 20)
 
 
-@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("threads", [2, 3, 64])
 def test_threaded_eigh_gives_the_single_call_result(threads: int) -> None:
     """The batch split over threads (CPU) gives what one batched eigh gives, to float64
     rounding (LAPACK's rounding already depends on how a batch is laid out)."""
@@ -138,3 +138,24 @@ def test_threaded_eigh_gives_the_single_call_result(threads: int) -> None:
     finally:
         torch.set_num_threads(previous)
     torch.testing.assert_close(got, torch.linalg.eigh(symmetric).eigenvectors, atol=1e-10, rtol=0)
+
+
+def test_threaded_eigh_uses_at_most_one_thread_per_block_of_graphs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many intra-op threads and a modest batch: parts of at least _EIGH_MIN_PER_THREAD."""
+    from brain_go_brr.models import laplacian_pe
+
+    sizes: list[int] = []
+    original = torch.linalg.eigh
+
+    def recording_eigh(matrix: torch.Tensor) -> object:
+        sizes.append(matrix.shape[0])
+        return original(matrix)
+
+    monkeypatch.setattr(torch.linalg, "eigh", recording_eigh)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    symmetric = torch.eye(19, dtype=torch.float64).repeat(1001, 1, 1)
+    batched_eigenvectors(symmetric)
+    assert sorted(sizes) == [333, 334, 334]  # 1001 // 256 = 3 parts
+    assert min(sizes) >= laplacian_pe._EIGH_MIN_PER_THREAD

@@ -74,7 +74,8 @@ def batched_eigenvectors(symmetric: Tensor) -> Tensor:
 
     torch's CPU ``eigh`` of a batch runs LAPACK one matrix after the other on a single
     thread; splitting the batch into ``torch.get_num_threads()`` parts run by as many
-    Python threads (torch releases the GIL) took the PE of a batch of 2 windows (1920
+    Python threads (torch releases the GIL; at most one per :data:`_EIGH_MIN_PER_THREAD`
+    matrices) took the PE of a batch of 2 windows (1920
     graphs of 19 nodes, the eigh alone) from 49 to 35 ms on 2 cores; small batches stay on
     one thread (:data:`_EIGH_MIN_PER_THREAD`). Each matrix goes through the same
     LAPACK call either way; the results agree to float64 rounding (about 1e-12: LAPACK's
@@ -84,14 +85,10 @@ def batched_eigenvectors(symmetric: Tensor) -> Tensor:
 
     Shapes: (G, N, N) -> (G, N, N), eigenvectors in columns, ascending eigenvalues.
     """
-    threads = torch.get_num_threads()
-    if (
-        symmetric.device.type != "cpu"
-        or threads < 2
-        or symmetric.shape[0] < 2 * _EIGH_MIN_PER_THREAD
-    ):
+    n_parts = min(torch.get_num_threads(), symmetric.shape[0] // _EIGH_MIN_PER_THREAD)
+    if symmetric.device.type != "cpu" or n_parts < 2:
         return torch.linalg.eigh(symmetric).eigenvectors
-    parts = symmetric.chunk(threads)
+    parts = symmetric.chunk(n_parts)
     with ThreadPoolExecutor(len(parts)) as pool:
         vectors = list(pool.map(lambda part: torch.linalg.eigh(part).eigenvectors, parts))
     return torch.cat(vectors)
