@@ -73,11 +73,10 @@ def batched_eigenvectors(symmetric: Tensor) -> Tensor:
     """``torch.linalg.eigh(symmetric).eigenvectors``, on CPU split over the intra-op threads.
 
     torch's CPU ``eigh`` of a batch runs LAPACK one matrix after the other on a single
-    thread; splitting the batch into ``torch.get_num_threads()`` parts run by as many
-    Python threads (torch releases the GIL; at most one per :data:`_EIGH_MIN_PER_THREAD`
-    matrices) took the PE of a batch of 2 windows (1920
-    graphs of 19 nodes, the eigh alone) from 49 to 35 ms on 2 cores; small batches stay on
-    one thread (:data:`_EIGH_MIN_PER_THREAD`). Each matrix goes through the same
+    thread. The batch is split into up to ``torch.get_num_threads()`` parts of at least
+    :data:`_EIGH_MIN_PER_THREAD` matrices, run by as many Python threads (torch releases
+    the GIL): the eigh of a batch of 2 windows (1920 graphs of 19 nodes) went from 49 to
+    35 ms on 2 cores; smaller batches stay on one thread. Each matrix goes through the same
     LAPACK call either way; the results agree to float64 rounding (about 1e-12: LAPACK's
     rounding already moves that much with how a batch is laid out), and a given input and
     thread count always gives the same result. The threads live for one call (a pool kept

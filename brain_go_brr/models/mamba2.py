@@ -123,7 +123,8 @@ def _kernel_input(projected: Tensor) -> Tensor:
 
 
 def _compiled_rms_norm(norm: nn.RMSNorm, u: Tensor) -> Tensor:
-    """``norm(u)`` through :func:`.cpu_kernels.rms_norm` (CPU inference, float32 ``u``).
+    """``norm(u)`` through :func:`.cpu_kernels.rms_norm` (CPU inference, float32 ``u``; the
+    stacks' norms, built with a weight and ``eps=1e-5``).
 
     Written in bfloat16 under bfloat16 autocast (the input of 16-bit products), else in
     float32. Shapes: (..., d) -> (..., d).
@@ -132,11 +133,12 @@ def _compiled_rms_norm(norm: nn.RMSNorm, u: Tensor) -> Tensor:
     kernels.set_threads(torch.get_num_threads())
     low = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     out = torch.empty(u.shape, dtype=torch.uint16 if low else torch.float32)
-    eps = norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps
-    weight = norm.weight.detach().float() if norm.weight is not None else torch.ones(u.shape[-1])
     width = u.shape[-1]
     kernels.rms_norm(
-        u.contiguous().view(-1, width).numpy(), weight.numpy(), eps, out.view(-1, width).numpy()
+        u.contiguous().view(-1, width).numpy(),
+        norm.weight.detach().float().numpy(),
+        norm.eps,
+        out.view(-1, width).numpy(),
     )
     return out.view(torch.bfloat16) if low else out
 
