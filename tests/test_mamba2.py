@@ -344,9 +344,14 @@ needs_numba = pytest.mark.skipif(
 @pytest.mark.parametrize("ngroups", [1, 2])
 @pytest.mark.parametrize("length", [1, 3, 37, 130])
 @pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("scan", ["llvm", "numba"])
 def test_compiled_cpu_path_matches_step_by_step_reference(
-    ngroups: int, length: int, reverse: bool
+    ngroups: int, length: int, reverse: bool, scan: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both scans of the compiled path: the LLVM kernel (.cpu_scan) and, with it turned
+    off, the numba one (.cpu_kernels)."""
+    if scan == "numba":
+        monkeypatch.setattr(mamba2_module, "_scan_shape", lambda *args: None)
     torch.manual_seed(length + 7 * ngroups)
     block = Mamba2(16, d_state=8, headdim=4, ngroups=ngroups, chunk_size=16, backend="numba")
     with torch.no_grad():

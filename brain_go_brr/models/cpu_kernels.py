@@ -132,12 +132,31 @@ def _prefetch_typing(typingctx: Any, row: Any, index: Any) -> Any:
     return types.none(row, index), codegen
 
 
+def _call_address_typing(typingctx: Any, address: Any, arguments: Any) -> Any:
+    """Call the C function at ``address`` (an integer) with the values of a tuple: integers
+    passed as int64 (pointers too: the same in the C calling convention), floats as float32."""
+    if not (isinstance(address, types.Integer) and isinstance(arguments, types.BaseTuple)):
+        return None
+    if not all(t in (types.int64, types.float32) for t in getattr(arguments, "types", ())):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        values = [builder.extract_value(args[1], i) for i in range(len(signature.args[1]))]
+        function_type = ir.FunctionType(ir.VoidType(), [v.type for v in values])
+        function = builder.inttoptr(args[0], function_type.as_pointer())
+        builder.call(function, values)
+        return context.get_dummy_value()
+
+    return types.none(address, arguments), codegen
+
+
 # numba intrinsics (typed as Any: their call signature is the typing function's minus
 # the typing context)
 _float32_from_bits: Any = intrinsic(_float32_from_bits_typing)
 as_float32: Any = intrinsic(_as_float32_typing)
 stored_as: Any = intrinsic(_stored_as_typing)
 _prefetch: Any = intrinsic(_prefetch_typing)
+_call_address: Any = intrinsic(_call_address_typing)
 
 
 @njit(fastmath=True, error_model="numpy", inline="always")
@@ -399,6 +418,42 @@ def scan_gate_norm(
 
 
 @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+def gate_norm(
+    y: np.ndarray,
+    z: np.ndarray,
+    norm_weight: np.ndarray,
+    eps: float,
+    ngroups: int,
+    out: np.ndarray,
+) -> None:
+    """``out = rmsnorm_per_group(y * silu(z)) * norm_weight`` row by row (the end of
+    :func:`scan_gate_norm`, for the scan of :mod:`.cpu_scan`).
+
+    Shapes: y (rows, d_inner) float32; z (rows, d_inner) float32 or bfloat16 bits (uint16);
+    norm_weight (d_inner,); out (rows, d_inner) float32, or uint16 for bfloat16 bits.
+    """
+    rows, d_inner = y.shape
+    group_width = d_inner // ngroups
+    n_chunks = (rows + _NORM_CHUNK_ROWS - 1) // _NORM_CHUNK_ROWS
+    for chunk in prange(n_chunks):
+        gated = np.empty(group_width, np.float32)
+        for r in range(chunk * _NORM_CHUNK_ROWS, min(rows, (chunk + 1) * _NORM_CHUNK_ROWS)):
+            for g in range(ngroups):
+                y_group = y[r, g * group_width : (g + 1) * group_width]
+                z_group = z[r, g * group_width : (g + 1) * group_width]
+                out_group = out[r, g * group_width : (g + 1) * group_width]
+                weight_group = norm_weight[g * group_width : (g + 1) * group_width]
+                square_sum = np.float32(0.0)
+                for j in range(gated.shape[0]):
+                    value = y_group[j] * silu32(as_float32(z_group[j]))
+                    gated[j] = value
+                    square_sum += value * value
+                scale = np.float32(np.float32(1.0) / np.sqrt(square_sum / group_width + eps))
+                for j in range(out_group.shape[0]):
+                    out_group[j] = stored_as(out, np.float32(gated[j] * scale * weight_group[j]))
+
+
+@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
 def dt_and_decay(
     dt_raw: np.ndarray, dt_bias: np.ndarray, A: np.ndarray, dt: np.ndarray, decay: np.ndarray
 ) -> None:
@@ -453,6 +508,39 @@ def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, out: np.ndarray) -> 
             scale = np.float32(np.float32(1.0) / np.sqrt(square_sum / width + eps))
             for c in range(width):
                 target[c] = stored_as(out, np.float32(row[c] * scale * weight[c]))
+
+
+@njit(parallel=True, cache=True)
+def run_scan_parts(
+    address: int,
+    pointers: np.ndarray,
+    scratch: np.ndarray,
+    bounds: np.ndarray,
+    length: int,
+    reverse: int,
+    eps: float,
+) -> None:
+    """Run a :mod:`.cpu_scan` kernel on numba's threads, one part of the sequences each.
+
+    The kernel's threads are then the ones the other kernels and torch's OpenMP products
+    use: Python threads of their own ran 1.5x slower in the model, sharing the two cores
+    with OpenMP workers still spinning after a product.
+
+    ``address``: the kernel; ``pointers`` (9,) int64: its array arguments before the
+    scratch; ``scratch`` (parts, 2) int64: each part's ``bc`` and ``y`` scratch;
+    ``bounds`` (parts + 1,): part ``p`` runs sequences ``bounds[p]`` to ``bounds[p + 1]``.
+    """
+    for part in prange(scratch.shape[0]):
+        _call_address(
+            address,
+            (
+                pointers[0], pointers[1], pointers[2], pointers[3], pointers[4],
+                pointers[5], pointers[6], pointers[7], pointers[8],
+                scratch[part, 0], scratch[part, 1],
+                bounds[part], bounds[part + 1],
+                np.int64(length), np.int64(reverse), np.float32(eps),
+            ),
+        )  # fmt: skip
 
 
 def set_threads(n_threads: int) -> None:

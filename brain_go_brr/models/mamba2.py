@@ -65,6 +65,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 from typing import Any, cast
 
 import torch
@@ -90,6 +91,9 @@ _announced: set[str] = set()
 #: Recompute groups of sequences with at most this many (steps x d_inner) elements: each
 #: of the ~15 internal tensors of a group is then at most 4 MB in float32.
 RECOMPUTE_GROUP_ELEMENTS = 1 << 20
+#: The LLVM scan splits its sequences over torch's intra-op thread count from this many
+#: output values on (smaller calls run on the calling thread: a hand-off costs ~0.1 ms).
+_SCAN_THREADS_FROM = 1 << 16
 
 
 @functools.cache
@@ -112,6 +116,38 @@ def _cpu_kernels() -> Any:
         log.debug("numba unavailable: %s", err)
         return None
     return cpu_kernels
+
+
+@functools.cache
+def _cpu_scan() -> Any:
+    """:mod:`.cpu_scan` (the LLVM vector scan), or ``None`` if it is off or cannot compile."""
+    if os.environ.get("BGB_LLVM_SCAN", "1").strip().lower() in {"0", "false", "no", "off"}:
+        log.debug("LLVM scan turned off by BGB_LLVM_SCAN")
+        return None
+    try:
+        from brain_go_brr.models import cpu_scan
+    except ImportError as err:  # pragma: no cover - llvmlite comes with numba
+        log.debug("llvmlite unavailable: %s", err)
+        return None
+    return cpu_scan
+
+
+def _scan_shape(mixer: Mamba2, xbc: Tensor, z: Tensor, out: Tensor) -> Any:
+    """The :class:`.cpu_scan.ScanShape` of this call, or ``None`` where the numba scan runs."""
+    scan = _cpu_scan()
+    if scan is None:
+        return None
+    shape = scan.ScanShape(
+        d_inner=mixer.d_inner,
+        d_state=mixer.d_state,
+        nheads=mixer.nheads,
+        ngroups=mixer.ngroups,
+        d_conv=mixer.d_conv,
+        bf16_input=xbc.dtype == torch.uint16,
+        bf16_gate=z.dtype == torch.uint16,
+        bf16_output=out.dtype == torch.uint16,
+    )
+    return shape if scan.supported(shape) else None
 
 
 def _kernel_input(projected: Tensor) -> Tensor:
@@ -384,12 +420,31 @@ class Mamba2(nn.Module):
         )
         conv_weight = self.conv1d.weight.detach()[:, 0].float().t().contiguous()  # (d_conv, ch)
         conv_bias = cast(Tensor, self.conv1d.bias).detach().float()
+        # under bfloat16 autocast the result is written as bfloat16 for out_proj's product
+        out = torch.empty(z.shape, dtype=torch.uint16 if low == torch.bfloat16 else torch.float32)
+        shape = _scan_shape(self, xbc_in, z, out)
+        if shape is not None:
+            # convolution, scan, gate and norm in one LLVM vector kernel (.cpu_scan)
+            _cpu_scan().conv_scan_gate_norm(
+                shape,
+                xbc_in,
+                conv_weight,
+                conv_bias,
+                dt,
+                decay,
+                self.D.detach().float().contiguous(),
+                z,
+                self.norm.weight.detach().float().contiguous(),
+                self.norm.eps,
+                reverse,
+                out,
+                n_threads=torch.get_num_threads() if out.numel() >= _SCAN_THREADS_FROM else 1,
+            )
+            return out.view(torch.bfloat16) if out.dtype == torch.uint16 else out
         xbc = torch.empty(xbc_in.shape, dtype=torch.float32)
         kernels.causal_conv_silu(
             xbc_in.numpy(), conv_weight.numpy(), conv_bias.numpy(), reverse, xbc.numpy()
         )
-        # under bfloat16 autocast the result is written as bfloat16 for out_proj's product
-        out = torch.empty(z.shape, dtype=torch.uint16 if low == torch.bfloat16 else torch.float32)
         kernels.scan_gate_norm(
             xbc.numpy(),
             dt.numpy(),
