@@ -215,14 +215,12 @@ class _Builder:
         b = self.b
         x = b.select(b.fcmp_ordered("<", x, self.const(-87.0)), self.const(-87.0), x)
         x = b.select(b.fcmp_ordered(">", x, self.const(88.0)), self.const(88.0), x)
-        n = b.call(
-            self._floor, [b.fadd(b.fmul(x, self.const(1.4426950408889634)), self.const(0.5))]
-        )
-        r = b.fsub(x, b.fmul(n, self.const(0.693145751953125)))
-        r = b.fsub(r, b.fmul(n, self.const(1.4286068203094173e-06)))
+        n = b.call(self._floor, [self.fma(x, self.const(1.4426950408889634), self.const(0.5))])
+        r = self.fma(n, self.const(-0.693145751953125), x)
+        r = self.fma(n, self.const(-1.4286068203094173e-06), r)
         p = self.const(1.0 / 720.0)
         for coefficient in (1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
-            p = b.fadd(b.fmul(p, r), self.const(coefficient))
+            p = self.fma(p, r, self.const(coefficient))
         i32s = ir.VectorType(_I32, self.lanes)
         exponent = b.add(b.fptosi(n, i32s), ir.Constant(i32s, [127] * self.lanes))
         scale = b.bitcast(b.shl(exponent, ir.Constant(i32s, [23] * self.lanes)), self.vec)
