@@ -12,6 +12,7 @@ from brain_go_brr.models.gnn import (
     GraphNetwork,
     dense_to_edge_index,
     dense_to_sparse_adj_t,
+    normalized_sparse_adj_t,
     sparse_propagation_matches,
 )
 
@@ -139,6 +140,25 @@ def test_sparse_adjacency_is_the_transposed_block_diagonal() -> None:
     adj_t = dense_to_sparse_adj_t(adjacency).to_dense()  # (15, 15)
     off_diagonal = adjacency * ~torch.eye(5, dtype=torch.bool)  # loops are left to gcn_norm
     assert torch.equal(adj_t, torch.block_diag(*off_diagonal.transpose(-1, -2)))
+
+
+def test_normalized_adjacency_is_what_gcn_norm_gives() -> None:
+    """Our dense-block normalisation against PyG's gcn_norm on the sparse matrix, on directed
+    graphs with isolated nodes and self-loops."""
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    generator = torch.Generator().manual_seed(7)
+    adjacency = torch.rand(4, 6, 6, generator=generator) * (
+        torch.rand(4, 6, 6, generator=generator) > 0.6
+    )
+    adjacency[1, 3, :] = adjacency[1, :, 3] = 0.0
+    adjacency[1, 3, 3] = 1.0  # isolated node with a self-loop
+    adjacency[2] = 0.0  # a graph without edges
+    expected, _ = gcn_norm(
+        dense_to_sparse_adj_t(adjacency), None, 24, False, True, dtype=torch.float32
+    )
+    got = normalized_sparse_adj_t(adjacency)
+    torch.testing.assert_close(got.to_dense(), expected.to_dense(), atol=1e-7, rtol=1e-6)
 
 
 def test_sparse_propagation_matches_only_without_loops_on_connected_nodes() -> None:
