@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from brain_go_brr.models import V3Config, V3Detector, cpu_linear
+from brain_go_brr.models import V3Config, V3Detector, cpu_linear, mamba2
 from brain_go_brr.models.edge_stream import pairs_to_dense, topk_adjacency
 from brain_go_brr.models.info import dead_parameters, stage_flops, stage_parameters
 from brain_go_brr.models.laplacian_pe import LaplacianPE
@@ -201,14 +201,18 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
     reference = matmul_gflops(repeats)
     x = torch.randn(2, 19, WINDOW, generator=torch.Generator().manual_seed(1))
 
-    def infer(model: nn.Module, bf16: bool, onednn: bool = True) -> Callable[[], torch.Tensor]:
+    def infer(
+        model: nn.Module, bf16: bool, onednn: bool = True, llvm_scan: bool = True
+    ) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:
             cpu_linear.ENABLED = onednn
+            mamba2.LLVM_SCAN = llvm_scan
             try:
                 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     out: torch.Tensor = model(x)
             finally:
                 cpu_linear.ENABLED = True
+                mamba2.LLVM_SCAN = True
             return out
 
         return call
@@ -223,6 +227,7 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
         "v3 bf16 autocast": infer(v3, True),
         "v3 float32, chunked scan (backend=torch)": infer(chunked, False),
         "v3 float32, projections on F.linear (BGB_ONEDNN_LINEAR=0)": infer(v3, False, False),
+        "v3 bf16 autocast, numba scan (BGB_LLVM_SCAN=0)": infer(v3, True, llvm_scan=False),
     }
     if other is not None:
         contenders["SeizureTransformer float32"] = infer(other, False)
@@ -261,7 +266,9 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
         "Compiled CPU kernels vs chunked scan, float32: max |probability difference| = "
         f"{paths_diff:.2e}. Mamba2 path of `v3 float32`: "
         + (
-            "compiled CPU kernels (numba, `mamba_backend=auto`)."
+            "compiled CPU kernels (`mamba_backend=auto`): the convolution, scan, gate and "
+            "norm in one LLVM vector kernel (`models/cpu_scan.py`), the rest in numba; the "
+            "`numba scan` row runs the scan in numba instead (`BGB_LLVM_SCAN=0`)."
             if compiled_ok
             else "chunked scan (numba does not import here)."
         ),
@@ -270,6 +277,15 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
         "SeizureTransformer (4.0 windows/s at batch 2 on the machine of the issue; compare "
         "the SeizureTransformer rows of this run).",
     ]
+
+    if other is not None:
+        ratio = statistics.median(times["SeizureTransformer float32"]) / statistics.median(
+            times["v3 bf16 autocast"]
+        )
+        lines.append(
+            f"v3 bf16 autocast against SeizureTransformer float32 in this run (medians): "
+            f"{ratio:.2f}x its speed."
+        )
 
     progress()
 

@@ -147,7 +147,7 @@ def test_mamba2_uses_the_kernel_where_it_fits_and_numba_elsewhere(
     reverse: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The block's compiled path gives the same result with the LLVM kernel, with it turned
-    off (``BGB_LLVM_SCAN=0``), and for a width it does not take."""
+    off (``mamba2.LLVM_SCAN``, from ``BGB_LLVM_SCAN``), and for a width it does not take."""
     torch.manual_seed(0)
     block = Mamba2(16, d_state=8, headdim=4, backend="numba").eval()
     u = torch.randn(2, 45, 16)
@@ -161,13 +161,9 @@ def test_mamba2_uses_the_kernel_where_it_fits_and_numba_elsewhere(
     with torch.no_grad():
         with_kernel = block(u, reverse=reverse)
         assert len(calls) == 1 and calls[0].d_inner == 32
-        monkeypatch.setenv("BGB_LLVM_SCAN", "0")
-        mamba2_module._cpu_scan.cache_clear()
-        try:
-            without = block(u, reverse=reverse)
-        finally:
-            monkeypatch.delenv("BGB_LLVM_SCAN")
-            mamba2_module._cpu_scan.cache_clear()
+        monkeypatch.setattr(mamba2_module, "LLVM_SCAN", False)
+        without = block(u, reverse=reverse)
+        monkeypatch.setattr(mamba2_module, "LLVM_SCAN", True)
         assert len(calls) == 1  # the numba scan ran
         assert (with_kernel - without).abs().max().item() < 1e-5 * without.abs().max().item()
         odd = Mamba2(3, d_state=4, headdim=3, backend="numba").eval()  # d_inner 6: no lanes fit

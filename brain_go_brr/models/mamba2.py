@@ -118,12 +118,14 @@ def _cpu_kernels() -> Any:
     return cpu_kernels
 
 
+#: Whether CPU inference may run the scan as the LLVM vector kernel of :mod:`.cpu_scan`
+#: (environment ``BGB_LLVM_SCAN``; off: the numba kernels of :mod:`.cpu_kernels`).
+LLVM_SCAN = os.environ.get("BGB_LLVM_SCAN", "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
 @functools.cache
 def _cpu_scan() -> Any:
-    """:mod:`.cpu_scan` (the LLVM vector scan), or ``None`` if it is off or cannot compile."""
-    if os.environ.get("BGB_LLVM_SCAN", "1").strip().lower() in {"0", "false", "no", "off"}:
-        log.debug("LLVM scan turned off by BGB_LLVM_SCAN")
-        return None
+    """:mod:`.cpu_scan` (the LLVM vector scan), or ``None`` if llvmlite does not import."""
     try:
         from brain_go_brr.models import cpu_scan
     except ImportError as err:  # pragma: no cover - llvmlite comes with numba
@@ -134,7 +136,7 @@ def _cpu_scan() -> Any:
 
 def _scan_shape(mixer: Mamba2, xbc: Tensor, z: Tensor, out: Tensor) -> Any:
     """The :class:`.cpu_scan.ScanShape` of this call, or ``None`` where the numba scan runs."""
-    scan = _cpu_scan()
+    scan = _cpu_scan() if LLVM_SCAN else None
     if scan is None:
         return None
     shape = scan.ScanShape(
