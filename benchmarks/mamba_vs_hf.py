@@ -165,7 +165,7 @@ def run(
     contenders |= {f"ours, chunked SSD (chunk {q})": block for q, block in ours.items()}
     contenders["ours, chunk 32, recompute=True (V3's default)"] = recomputing
     if compiled is not None:
-        contenders["ours, compiled CPU kernels (numba, inference only)"] = compiled
+        contenders["ours, compiled CPU kernels (inference only)"] = compiled
     contenders["ours around the sequential float64 scan"] = sequential
     # forward only: the float64 loop is too slow to train, the compiled kernels have no backward
     no_backward = {id(compiled)} | (set() if sequential_backward else {id(sequential)})
@@ -245,8 +245,10 @@ def run(
             else "."
         ),
         'The compiled CPU kernels (`backend="numba"`, what `auto` picks for CPU inference) '
-        "run the recurrence step by step with the convolution, gate and norm fused; they have "
-        "no backward (training runs the chunked scan), hence no forward+backward entry.",
+        "run the recurrence step by step, the convolution, scan, gate and norm in one LLVM "
+        "vector kernel with the state in registers (`models/cpu_scan.py`), the pre-norm and "
+        "dt in numba; they have no backward (training runs the chunked scan), hence no "
+        "forward+backward entry.",
         "Speed-ups are ratios of medians measured in this run; on a shared machine the absolute "
         "times move with the load, the ratios much less.",
         "The chunk rows keep their activations for backward (`recompute=False`), as HF's mixer "
