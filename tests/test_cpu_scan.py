@@ -21,16 +21,15 @@ D_CONV = 4
 def make_inputs(
     shape: ScanShape, batch: int, length: int, seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Inputs in Mamba2's ranges: dt in ~(0.01, 0.6), decay = exp(dt A) with A in [-4, -0.5]."""
+    """Inputs in Mamba2's ranges: dt = softplus(dt_raw + dt_bias) in ~(0.01, 2), A in [-4, -0.5]."""
     gen = torch.Generator().manual_seed(seed)
-    dt = F.softplus(torch.randn(batch, length, shape.nheads, generator=gen) - 1.5)
-    a = -torch.empty(shape.nheads).uniform_(0.5, 4.0, generator=gen)
     return {
         "xbc": torch.randn(batch, length, shape.width, generator=gen),
         "conv_weight_t": 0.5 * torch.randn(D_CONV, shape.width, generator=gen),
         "conv_bias": 0.1 * torch.randn(shape.width, generator=gen),
-        "dt": dt,
-        "decay": torch.exp(dt * a),
+        "dt_raw": torch.randn(batch, length, shape.nheads, generator=gen),
+        "dt_bias": torch.randn(shape.nheads, generator=gen) - 1.5,
+        "A": -torch.empty(shape.nheads).uniform_(0.5, 4.0, generator=gen),
         "D": torch.randn(shape.nheads, generator=gen),
         "z": torch.randn(batch, length, shape.d_inner, generator=gen),
         "norm_weight": torch.rand(shape.d_inner, generator=gen) + 0.5,
@@ -41,7 +40,9 @@ def reference(shape: ScanShape, inputs: dict[str, torch.Tensor], reverse: bool) 
     """The same computation in float64, written out step by step (time flipped for reverse)."""
     t = {name: value.double() for name, value in inputs.items()}
     flip = (lambda v: v.flip(1)) if reverse else (lambda v: v)
-    xbc, dt, decay, z = flip(t["xbc"]), flip(t["dt"]), flip(t["decay"]), flip(t["z"])
+    dt_all = F.softplus(t["dt_raw"] + t["dt_bias"])
+    xbc, dt, z = flip(t["xbc"]), flip(dt_all), flip(t["z"])
+    decay = torch.exp(dt * t["A"])
     batch, length, width = xbc.shape
     weight = t["conv_weight_t"].t().unsqueeze(1)  # (width, 1, d_conv)
     conv = F.conv1d(
@@ -70,17 +71,19 @@ def run(
 ) -> torch.Tensor:
     out = torch.empty(inputs["z"].shape, dtype=torch.float32)
     conv_scan_gate_norm(
-        shape, inputs["xbc"], inputs["conv_weight_t"], inputs["conv_bias"], inputs["dt"],
-        inputs["decay"], inputs["D"], inputs["z"], inputs["norm_weight"], 1e-5, reverse, out,
-        n_threads=threads,
+        shape, inputs["xbc"], inputs["conv_weight_t"], inputs["conv_bias"], inputs["dt_raw"],
+        inputs["dt_bias"], inputs["A"], inputs["D"], inputs["z"], inputs["norm_weight"], 1e-5,
+        reverse, out, n_threads=threads,
     )  # fmt: skip
     return out
 
 
 # (d_inner, d_state, nheads, ngroups): v3's node and edge streams, v3_tiny's, several groups,
-# a head wider than the lanes, and widths that take 8 or 4 lanes
+# a head wider than the lanes, widths that take 8 or 4 lanes, 20 heads on 8 lanes; dt inside
+# the kernel where the heads fill whole vectors (the node stream, 32 heads on 8 lanes, 4 on 4)
 SHAPES = [(128, 16, 16, 1), (32, 8, 4, 1), (16, 8, 4, 1), (8, 4, 2, 1), (64, 8, 8, 2),
-          (32, 8, 2, 1), (24, 4, 3, 1), (12, 2, 3, 1)]  # fmt: skip
+          (32, 8, 2, 1), (24, 4, 3, 1), (12, 2, 3, 1), (40, 4, 20, 1),
+          (64, 4, 32, 1), (8, 2, 4, 1)]  # fmt: skip
 
 
 @pytest.mark.parametrize("dims", SHAPES)
@@ -112,17 +115,18 @@ def test_bfloat16_bits_in_and_out(reverse: bool) -> None:
     dims = (32, 8, 4, 1)
     plain = ScanShape(*dims, d_conv=D_CONV, bf16_input=False)
     inputs = make_inputs(plain, batch=2, length=29, seed=3)
-    inputs["xbc"], inputs["z"] = inputs["xbc"].bfloat16().float(), inputs["z"].bfloat16().float()
+    for name in ("xbc", "dt_raw", "z"):
+        inputs[name] = inputs[name].bfloat16().float()
     expected = run(plain, inputs, reverse)
-    bits = ScanShape(*dims, d_conv=D_CONV, bf16_input=True, bf16_gate=True, bf16_output=True)
-    as_bits = dict(inputs)
-    as_bits["xbc"] = inputs["xbc"].bfloat16().view(torch.uint16)
-    as_bits["z"] = inputs["z"].bfloat16().view(torch.uint16)
+    bits = ScanShape(
+        *dims, d_conv=D_CONV, bf16_input=True, bf16_gate=True, bf16_output=True, bf16_dt=True
+    )
+    as_bits = {name: inputs[name].bfloat16().view(torch.uint16) for name in ("xbc", "dt_raw", "z")}
     out = torch.empty(inputs["z"].shape, dtype=torch.uint16)
     conv_scan_gate_norm(
-        bits, as_bits["xbc"], inputs["conv_weight_t"], inputs["conv_bias"], inputs["dt"],
-        inputs["decay"], inputs["D"], as_bits["z"], inputs["norm_weight"], 1e-5, reverse, out,
-        n_threads=2,
+        bits, as_bits["xbc"], inputs["conv_weight_t"], inputs["conv_bias"], as_bits["dt_raw"],
+        inputs["dt_bias"], inputs["A"], inputs["D"], as_bits["z"], inputs["norm_weight"], 1e-5,
+        reverse, out, n_threads=2,
     )  # fmt: skip
     assert torch.equal(out, expected.bfloat16().view(torch.uint16))
 

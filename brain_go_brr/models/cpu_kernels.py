@@ -526,7 +526,7 @@ def run_scan_parts(
     use: Python threads of their own ran 1.5x slower in the model, sharing the two cores
     with OpenMP workers still spinning after a product.
 
-    ``address``: the kernel; ``pointers`` (9,) int64: its array arguments before the
+    ``address``: the kernel; ``pointers`` (10,) int64: its array arguments before the
     scratch; ``scratch`` (parts, 2) int64: each part's ``bc`` and ``y`` scratch;
     ``bounds`` (parts + 1,): part ``p`` runs sequences ``bounds[p]`` to ``bounds[p + 1]``.
     """
@@ -535,7 +535,7 @@ def run_scan_parts(
             address,
             (
                 pointers[0], pointers[1], pointers[2], pointers[3], pointers[4],
-                pointers[5], pointers[6], pointers[7], pointers[8],
+                pointers[5], pointers[6], pointers[7], pointers[8], pointers[9],
                 scratch[part, 0], scratch[part, 1],
                 bounds[part], bounds[part + 1],
                 np.int64(length), np.int64(reverse), np.float32(eps),

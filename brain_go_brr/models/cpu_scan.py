@@ -2,10 +2,10 @@
 LLVM vector code with the scan state held in registers.
 
 :func:`conv_scan_gate_norm` does, for one Mamba2 mixer, what
-:func:`.cpu_kernels.causal_conv_silu` followed by :func:`.cpu_kernels.scan_gate_norm` do. It
-is written in LLVM IR with ``llvmlite`` (which numba is built on), compiled once per layer
-shape for the host CPU, and run on numba's threads (:func:`.cpu_kernels.run_scan_parts`),
-one part of the sequences per thread.
+:func:`.cpu_kernels.dt_and_decay`, :func:`.cpu_kernels.causal_conv_silu` and
+:func:`.cpu_kernels.scan_gate_norm` do. It is written in LLVM IR with ``llvmlite`` (which
+numba is built on), compiled once per layer shape for the host CPU, and run on numba's
+threads (:func:`.cpu_kernels.run_scan_parts`), one part of the sequences per thread.
 
 Why not numba: the scan's state is ``d_state x d_inner`` values per sequence (the node
 stream: 16 x 128 float32 = 8 KB). Numba's loops keep it in memory, so every step loads and
@@ -20,17 +20,20 @@ kernel and with the numba scan (``BGB_LLVM_SCAN=0``).
 Per sequence, in the order of the scan (time reversed with ``reverse``):
 
 1. ``B`` and ``C`` (the last ``2 ngroups d_state`` channels of ``xBC``) through the causal
-   convolution and SiLU, into a scratch array ``bc`` (one sequence, per thread);
+   convolution and SiLU, into a scratch array (one sequence, per thread), with
+   ``dt = softplus(dt_raw + dt_bias)`` and its decay ``exp(dt A)`` where the heads fill
+   whole vectors (:attr:`ScanShape.fused_dt`; else :func:`.cpu_kernels.dt_and_decay`
+   computes them beforehand);
 2. for each group of ``V`` channels of ``x``: the convolution and SiLU of ``x`` and the scan
    ``state = decay * state + dt * x * B``, ``y = C . state + D * x``, into a scratch ``y``;
 3. for each step: ``out = rmsnorm_per_group(y * silu(z)) * norm_weight``.
 
 The convolution in scan order needs no boundary cases: the ``d_conv - 1`` inputs before
 the first step are the zeros the registers start with, whichever the direction.
-Everything is computed in float32; ``xBC`` and ``z`` may come as bfloat16 bits (widened
-exactly) and ``out`` may be written as bfloat16 bits (rounded to nearest even, as torch
-rounds). The exponential in SiLU is the polynomial of :func:`.cpu_kernels.exp32`, so the
-two scans agree to float32 rounding (tested).
+Everything is computed in float32; ``xBC``, ``dt_raw`` and ``z`` may come as bfloat16 bits
+(widened exactly) and ``out`` may be written as bfloat16 bits (rounded to nearest even, as torch
+rounds). SiLU, softplus and exp are the polynomials of :func:`.cpu_kernels.exp32` and
+:func:`.cpu_kernels.softplus32`, so the two scans agree to float32 rounding (tested).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class ScanShape:
     d_conv: int  # taps of the causal convolution
     bf16_input: bool  # xBC given as bfloat16 bits (uint16) instead of float32
     bf16_gate: bool = False  # z given as bfloat16 bits (uint16)
+    bf16_dt: bool = False  # dt (before softplus) given as bfloat16 bits (uint16)
     bf16_output: bool = False  # the result written as bfloat16 bits (uint16)
 
     @property
@@ -74,6 +78,13 @@ class ScanShape:
     @property
     def headdim(self) -> int:
         return self.d_inner // self.nheads
+
+    @property
+    def fused_dt(self) -> bool:
+        """Whether the kernel computes dt and its decay itself: when the heads fill whole
+        vectors. Else (the edge stream's 4 heads on 16 lanes) one vector per step would be
+        mostly padding, and :func:`.cpu_kernels.dt_and_decay` computes them beforehand."""
+        return self.lanes is not None and self.nheads % self.lanes == 0
 
     @property
     def lanes(self) -> int | None:
@@ -134,6 +145,9 @@ class _Builder:
             module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fma.{suffix}"
         )
         self._sqrt = ir.Function(module, ir.FunctionType(_F32, [_F32]), "llvm.sqrt.f32")
+        self._fabs = ir.Function(
+            module, ir.FunctionType(self.vec, [self.vec]), f"llvm.fabs.{suffix}"
+        )
         self._prefetch = ir.Function(
             module, ir.FunctionType(ir.VoidType(), [_PTR, _I32, _I32, _I32]), "llvm.prefetch.p0"
         )
@@ -151,8 +165,12 @@ class _Builder:
     def element(self, base: ir.Value, offset: ir.Value, typ: ir.Type = _F32) -> ir.Value:
         return self.b.gep(base, [offset], inbounds=True, source_etype=typ)
 
-    def load_scalar(self, base: ir.Value, offset: ir.Value) -> ir.Value:
-        return self.b.load(self.element(base, offset), typ=_F32, align=4)
+    def load_scalar(self, base: ir.Value, offset: ir.Value, bf16: bool = False) -> ir.Value:
+        """One value from ``base[offset]``: float32, or bfloat16 bits widened."""
+        if not bf16:
+            return self.b.load(self.element(base, offset), typ=_F32, align=4)
+        bits = self.b.load(self.element(base, offset, ir.IntType(16)), typ=ir.IntType(16), align=2)
+        return self.b.bitcast(self.b.shl(self.b.zext(bits, _I32), _I32(16)), _F32)
 
     def load_vec(self, base: ir.Value, offset: ir.Value, bf16: bool = False) -> ir.Value:
         """``lanes`` consecutive values from ``base[offset]``: float32, or bfloat16 bits."""
@@ -226,6 +244,19 @@ class _Builder:
         scale = b.bitcast(b.shl(exponent, ir.Constant(i32s, [23] * self.lanes)), self.vec)
         return b.fmul(p, scale)
 
+    def softplus(self, x: ir.Value) -> ir.Value:
+        """``log(1 + exp(x))`` as :func:`.cpu_kernels.softplus32`: ``max(x, 0) + log1p(e)``,
+        ``e = exp(-|x|)``, ``log1p(e) = 2 atanh(e / (2 + e))`` by its odd series to ``q**13``."""
+        b = self.b
+        e = self.exp(b.fsub(self.const(0.0), b.call(self._fabs, [x])))
+        q = b.fdiv(e, b.fadd(self.const(2.0), e))
+        q2 = b.fmul(q, q)
+        p = self.const(1.0 / 13.0)
+        for coefficient in (1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0):
+            p = self.fma(p, q2, self.const(coefficient))
+        positive = b.select(b.fcmp_ordered(">", x, self.const(0.0)), x, self.const(0.0))
+        return self.fma(b.fmul(self.const(2.0), q), p, positive)
+
     def silu(self, x: ir.Value) -> ir.Value:
         b = self.b
         return b.fdiv(x, b.fadd(self.const(1.0), self.exp(b.fsub(self.const(0.0), x))))
@@ -250,32 +281,37 @@ class _Builder:
 
 
 def _build(shape: ScanShape, name: str) -> ir.Module:
-    """The IR of ``void name(xbc, conv_w, conv_b, dt, decay, D, z, norm_w, out, bc, y,
-    s0, s1, length, reverse, eps)``.
+    """The IR of ``void name(xbc, conv_w, conv_b, dt_raw, dt_bias, A, D, z, norm_w, out,
+    bc, y, s0, s1, length, reverse, eps)``.
 
     Pointers, contiguous, float32 unless a ``bf16_*`` flag of ``shape`` makes them uint16:
-    xbc (S, L, width), conv_w (d_conv, width) tap-major, conv_b (width,), dt and decay
-    (S, L, nheads), D (nheads,), z (S, L, d_inner), norm_w (d_inner,), out (S, L, d_inner);
-    scratch for one sequence: bc (L, 2 ngroups d_state), y (L, d_inner). Sequences
-    ``s0 <= s < s1``; ``reverse`` != 0 runs the scan from the last step to the first;
-    ``eps`` (float) is the RMSNorm's.
+    xbc (S, L, width), conv_w (d_conv, width) tap-major, conv_b (width,), dt_raw
+    (S, L, nheads) before its bias and softplus, dt_bias and A (nheads,), D (nheads,),
+    z (S, L, d_inner), norm_w (d_inner,), out (S, L, d_inner); scratch for one sequence:
+    bc (L, :func:`scratch_width`) = ``[B C | dt | decay]`` per step, y (L, d_inner).
+    Without :attr:`ScanShape.fused_dt`, ``dt_raw`` and ``dt_bias`` are dt and its decay
+    (S, L, nheads) float32, computed beforehand, and ``A`` is not read.
+    Sequences ``s0 <= s < s1``; ``reverse`` != 0 runs the scan from the last step to the
+    first; ``eps`` (float) is the RMSNorm's.
     """
     lanes = shape.lanes
     assert lanes is not None
     module = ir.Module(name=name)
     module.triple = llvm.get_process_triple()
-    signature = ir.FunctionType(ir.VoidType(), [_PTR] * 11 + [_I64] * 4 + [_F32])
+    signature = ir.FunctionType(ir.VoidType(), [_PTR] * _POINTERS + [_I64] * 4 + [_F32])
     function = ir.Function(module, signature, name=name)
-    (xbc, conv_w, conv_b, dt, decay, D, z, norm_w, out, bc, y, s0, s1, length, reverse, eps) = (
-        function.args
-    )
-    for arg in function.args[:11]:
+    (xbc, conv_w, conv_b, dt_raw, dt_bias, A, D, z, norm_w, out, bc, y) = function.args[:_POINTERS]
+    s0, s1, length, reverse, eps = function.args[_POINTERS:]
+    for arg in function.args[:_POINTERS]:
         arg.add_attribute("noalias")
     g = _Builder(function, lanes)
     b = g.b
     width, d_inner, nheads = shape.width, shape.d_inner, shape.nheads
     n_state, taps, headdim = shape.d_state, shape.d_conv, shape.headdim
     bc_width = 2 * shape.ngroups * n_state
+    head_width = nheads if shape.fused_dt else 0
+    row_width = scratch_width(shape)  # bc scratch: [B C | dt | decay] per step
+    dt_at, decay_at = bc_width, bc_width + head_width
     group_width = d_inner // shape.ngroups
     x_type = ir.IntType(16) if shape.bf16_input else _F32
     is_reverse = b.icmp_signed("!=", reverse, _I64(0))
@@ -311,8 +347,22 @@ def _build(shape: ScanShape, name: str) -> ir.Module:
                 b.store(zero, slot)
             groups.append((q * lanes, history, *weights(d_inner + q * lanes)))
 
+        # dt = softplus(dt_raw + dt_bias) and decay = exp(dt A), whole vectors of heads
+        head_constants = []
+        for first in range(0, head_width, lanes):
+            bias_v, a_v = g.load_vec(dt_bias, _I64(first)), g.load_vec(A, _I64(first))
+            head_constants.append((first, bias_v, a_v))
+
         def bc_step(i: ir.Value) -> None:
             t, row = step_row(s, i)
+            scratch_row = b.mul(t, _I64(row_width))
+            for first, bias_v, a_v in head_constants:
+                at = b.add(b.mul(row, _I64(nheads)), _I64(first))
+                raw = g.load_vec(dt_raw, at, shape.bf16_dt)  # fused_dt: whole vectors
+                step_dt = g.softplus(b.fadd(raw, bias_v))
+                g.store_vec(step_dt, bc, b.add(scratch_row, _I64(dt_at + first)))
+                step_decay = g.exp(b.fmul(step_dt, a_v))
+                g.store_vec(step_decay, bc, b.add(scratch_row, _I64(decay_at + first)))
             # the hardware prefetcher does not follow descending rows: fetch 8 steps ahead
             ahead = b.select(is_reverse, b.sub(row, _I64(8)), b.add(row, _I64(8)))
             g.prefetch(xbc, b.mul(ahead, _I64(width)), x_type)
@@ -321,7 +371,7 @@ def _build(shape: ScanShape, name: str) -> ir.Module:
                     xbc, b.add(b.mul(row, _I64(width)), _I64(d_inner + first)), shape.bf16_input
                 )
                 value = conv_silu(current, history, w, bias)
-                g.store_vec(value, bc, b.add(b.mul(t, _I64(bc_width)), _I64(first)))
+                g.store_vec(value, bc, b.add(scratch_row, _I64(first)))
 
         g.loop(_I64(0), length, bc_step)
 
@@ -357,18 +407,25 @@ def _build(shape: ScanShape, name: str) -> ir.Module:
                     xbc, b.add(b.mul(row, _I64(width)), _I64(first)), shape.bf16_input
                 )
                 x = conv_silu(current, history, w, bias)
+                scratch_row = b.mul(t, _I64(row_width))
                 head_row = b.mul(row, _I64(nheads))
                 dt_v = ir.Constant(g.vec, ir.Undefined)
                 decay_v = ir.Constant(g.vec, ir.Undefined)
                 scalars = {}
                 for head in dict.fromkeys(heads):
-                    offset = b.add(head_row, _I64(head))
-                    scalars[head] = (g.load_scalar(dt, offset), g.load_scalar(decay, offset))
+                    if shape.fused_dt:
+                        scalars[head] = (
+                            g.load_scalar(bc, b.add(scratch_row, _I64(dt_at + head))),
+                            g.load_scalar(bc, b.add(scratch_row, _I64(decay_at + head))),
+                        )
+                    else:  # dt_raw and dt_bias point to dt and decay (S, L, nheads)
+                        at = b.add(head_row, _I64(head))
+                        scalars[head] = (g.load_scalar(dt_raw, at), g.load_scalar(dt_bias, at))
                 for lane, head in enumerate(heads):
                     dt_v = b.insert_element(dt_v, scalars[head][0], _I32(lane))
                     decay_v = b.insert_element(decay_v, scalars[head][1], _I32(lane))
                 x_dt = b.fmul(dt_v, x)
-                bc_row = b.mul(t, _I64(bc_width))
+                bc_row = scratch_row
                 accumulators = [b.fmul(skip, x), zero]
                 for k, slot in enumerate(states):
                     b_k = g.splat(g.load_scalar(bc, b.add(bc_row, _I64(b_offset + k))))
@@ -409,13 +466,25 @@ def _build(shape: ScanShape, name: str) -> ir.Module:
     return module
 
 
+#: Pointer arguments of a kernel (the arrays, then the two scratch arrays).
+_POINTERS = 12
+
+
+def scratch_width(shape: ScanShape) -> int:
+    """Values per step of the ``bc`` scratch: B and C, then dt and decay where the kernel
+    computes them (:attr:`ScanShape.fused_dt`)."""
+    heads = 2 * shape.nheads if shape.fused_dt else 0
+    return 2 * shape.ngroups * shape.d_state + heads
+
+
 @functools.cache
 def _kernel(shape: ScanShape) -> Any:
     """The address of the compiled kernel for ``shape``."""
     engine, machine = _engine()
     name = (
         f"conv_scan_d{shape.d_inner}_n{shape.d_state}_h{shape.nheads}_g{shape.ngroups}"
-        f"_k{shape.d_conv}_{int(shape.bf16_input)}{int(shape.bf16_gate)}{int(shape.bf16_output)}"
+        f"_k{shape.d_conv}_{int(shape.bf16_input)}{int(shape.bf16_dt)}{int(shape.bf16_gate)}"
+        f"{int(shape.bf16_output)}"
     )
     with _compile_lock:
         parsed = llvm.parse_assembly(str(_build(shape, name)))
@@ -434,8 +503,9 @@ def conv_scan_gate_norm(
     xbc: Any,
     conv_weight_t: Any,
     conv_bias: Any,
-    dt: Any,
-    decay: Any,
+    dt_raw: Any,
+    dt_bias: Any,
+    A: Any,
     D: Any,
     z: Any,
     norm_weight: Any,
@@ -444,23 +514,35 @@ def conv_scan_gate_norm(
     out: Any,
     n_threads: int = 1,
 ) -> None:
-    """Causal convolution + SiLU of ``xBC``, the selective scan with the D skip, the gate
-    and the grouped RMSNorm: ``out = rmsnorm_per_group(y * silu(z)) * norm_weight``.
+    """Causal convolution + SiLU of ``xBC``, ``dt = softplus(dt_raw + dt_bias)`` with its
+    decay ``exp(dt A)``, the selective scan with the D skip, the gate and the grouped
+    RMSNorm: ``out = rmsnorm_per_group(y * silu(z)) * norm_weight``.
 
     Arguments are contiguous CPU torch tensors. Shapes: xbc (S, L, width); conv_weight_t
-    (d_conv, width) tap-major; conv_bias (width,); dt, decay (S, L, nheads) float32 with
-    ``decay = exp(dt * A)``; D (nheads,); z (S, L, d_inner); norm_weight (d_inner,);
-    out (S, L, d_inner), written. ``xbc``, ``z`` and ``out`` are uint16 (bfloat16 bits)
-    where ``shape`` says so, else float32, like the rest. Sequences are split over
-    ``n_threads`` threads, each with its own scratch for one sequence.
+    (d_conv, width) tap-major; conv_bias (width,); dt_raw (S, L, nheads); dt_bias, A, D
+    (nheads,); z (S, L, d_inner); norm_weight (d_inner,); out (S, L, d_inner), written.
+    ``xbc``, ``dt_raw``, ``z`` and ``out`` are uint16 (bfloat16 bits) where ``shape`` says
+    so, else float32, like the rest. Sequences are split over ``n_threads`` threads, each
+    with its own scratch for one sequence.
     """
     import torch
 
+    from brain_go_brr.models import cpu_kernels
+
     n_seq, length = xbc.shape[:2]
+    per_step = (n_seq, length)
+    per_head = (shape.nheads,)
     expected = {
-        "xbc": (xbc, (n_seq, length, shape.width), shape.bf16_input),
-        "z": (z, (n_seq, length, shape.d_inner), shape.bf16_gate),
-        "out": (out, (n_seq, length, shape.d_inner), shape.bf16_output),
+        "xbc": (xbc, (*per_step, shape.width), shape.bf16_input),
+        "conv_weight_t": (conv_weight_t, (shape.d_conv, shape.width), False),
+        "conv_bias": (conv_bias, (shape.width,), False),
+        "dt_raw": (dt_raw, (*per_step, shape.nheads), shape.bf16_dt),
+        "dt_bias": (dt_bias, per_head, False),
+        "A": (A, per_head, False),
+        "D": (D, per_head, False),
+        "z": (z, (*per_step, shape.d_inner), shape.bf16_gate),
+        "norm_weight": (norm_weight, (shape.d_inner,), False),
+        "out": (out, (*per_step, shape.d_inner), shape.bf16_output),
     }
     for name, (tensor, dims, bf16) in expected.items():
         dtype = torch.uint16 if bf16 else torch.float32
@@ -469,17 +551,24 @@ def conv_scan_gate_norm(
                 f"conv_scan_gate_norm: {name} is {tuple(tensor.shape)} {tensor.dtype}, expected "
                 f"contiguous {dims} {dtype} for {shape}"
             )
-    from brain_go_brr.models import cpu_kernels
-
+    if not shape.fused_dt:
+        dt = torch.empty(n_seq, length, shape.nheads, dtype=torch.float32)
+        decay = torch.empty_like(dt)
+        cpu_kernels.set_threads(n_threads)
+        cpu_kernels.dt_and_decay(
+            dt_raw.view(-1, shape.nheads).numpy(),
+            dt_bias.numpy(),
+            A.numpy(),
+            dt.view(-1, shape.nheads).numpy(),
+            decay.view(-1, shape.nheads).numpy(),
+        )
+        dt_raw, dt_bias = dt, decay  # the kernel reads these two pointers as dt and decay
     address = _kernel(shape)
     n_parts = max(1, min(n_threads, n_seq))
-    bc_width = 2 * shape.ngroups * shape.d_state
-    bc_scratch = torch.empty(n_parts, length, bc_width, dtype=torch.float32)
+    bc_scratch = torch.empty(n_parts, length, scratch_width(shape), dtype=torch.float32)
     y_scratch = torch.empty(n_parts, length, shape.d_inner, dtype=torch.float32)
-    pointers = torch.tensor(
-        [t.data_ptr() for t in (xbc, conv_weight_t, conv_bias, dt, decay, D, z, norm_weight, out)],
-        dtype=torch.int64,
-    )
+    arrays = (xbc, conv_weight_t, conv_bias, dt_raw, dt_bias, A, D, z, norm_weight, out)
+    pointers = torch.tensor([t.data_ptr() for t in arrays], dtype=torch.int64)
     scratch = torch.tensor(
         [[bc_scratch[p].data_ptr(), y_scratch[p].data_ptr()] for p in range(n_parts)],
         dtype=torch.int64,

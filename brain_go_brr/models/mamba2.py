@@ -134,7 +134,7 @@ def _cpu_scan() -> Any:
     return cpu_scan
 
 
-def _scan_shape(mixer: Mamba2, xbc: Tensor, z: Tensor, out: Tensor) -> Any:
+def _scan_shape(mixer: Mamba2, xbc: Tensor, dt_raw: Tensor, z: Tensor, out: Tensor) -> Any:
     """The :class:`.cpu_scan.ScanShape` of this call, or ``None`` where the numba scan runs."""
     scan = _cpu_scan() if LLVM_SCAN else None
     if scan is None:
@@ -148,6 +148,7 @@ def _scan_shape(mixer: Mamba2, xbc: Tensor, z: Tensor, out: Tensor) -> Any:
         bf16_input=xbc.dtype == torch.uint16,
         bf16_gate=z.dtype == torch.uint16,
         bf16_output=out.dtype == torch.uint16,
+        bf16_dt=dt_raw.dtype == torch.uint16,
     )
     return shape if scan.supported(shape) else None
 
@@ -411,29 +412,23 @@ class Mamba2(nn.Module):
         z = _kernel_input(linear(u, z_rows))  # (b, l, d_inner), before its SiLU
         xbc_in = _kernel_input(linear(u, xbc_rows))  # (b, l, d_inner + 2 g n)
         dt_raw = _kernel_input(linear(u, dt_rows))  # (b, l, h)
-        dt = torch.empty(dt_raw.shape, dtype=torch.float32)  # softplus(dt_raw + dt_bias)
-        decay = torch.empty_like(dt)  # exp(dt * A)
-        kernels.dt_and_decay(
-            dt_raw.view(-1, self.nheads).numpy(),
-            self.dt_bias.detach().float().numpy(),
-            (-torch.exp(self.A_log.detach().float())).numpy(),
-            dt.view(-1, self.nheads).numpy(),
-            decay.view(-1, self.nheads).numpy(),
-        )
+        dt_bias = self.dt_bias.detach().float().contiguous()
+        A = -torch.exp(self.A_log.detach().float())
         conv_weight = self.conv1d.weight.detach()[:, 0].float().t().contiguous()  # (d_conv, ch)
-        conv_bias = cast(Tensor, self.conv1d.bias).detach().float()
+        conv_bias = cast(Tensor, self.conv1d.bias).detach().float().contiguous()
         # under bfloat16 autocast the result is written as bfloat16 for out_proj's product
         out = torch.empty(z.shape, dtype=torch.uint16 if low == torch.bfloat16 else torch.float32)
-        shape = _scan_shape(self, xbc_in, z, out)
+        shape = _scan_shape(self, xbc_in, dt_raw, z, out)
         if shape is not None:
-            # convolution, scan, gate and norm in one LLVM vector kernel (.cpu_scan)
+            # dt, convolution, scan, gate and norm in one LLVM vector kernel (.cpu_scan)
             _cpu_scan().conv_scan_gate_norm(
                 shape,
                 xbc_in,
                 conv_weight,
                 conv_bias,
-                dt,
-                decay,
+                dt_raw,
+                dt_bias,
+                A,
                 self.D.detach().float().contiguous(),
                 z,
                 self.norm.weight.detach().float().contiguous(),
@@ -443,6 +438,15 @@ class Mamba2(nn.Module):
                 n_threads=torch.get_num_threads() if out.numel() >= _SCAN_THREADS_FROM else 1,
             )
             return out.view(torch.bfloat16) if out.dtype == torch.uint16 else out
+        dt = torch.empty(dt_raw.shape, dtype=torch.float32)  # softplus(dt_raw + dt_bias)
+        decay = torch.empty_like(dt)  # exp(dt * A)
+        kernels.dt_and_decay(
+            dt_raw.view(-1, self.nheads).numpy(),
+            dt_bias.numpy(),
+            A.numpy(),
+            dt.view(-1, self.nheads).numpy(),
+            decay.view(-1, self.nheads).numpy(),
+        )
         xbc = torch.empty(xbc_in.shape, dtype=torch.float32)
         kernels.causal_conv_silu(
             xbc_in.numpy(), conv_weight.numpy(), conv_bias.numpy(), reverse, xbc.numpy()
