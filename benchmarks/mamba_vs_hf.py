@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from brain_go_brr.models import mamba2
 from brain_go_brr.models.mamba2 import Mamba2, _cpu_kernels
 from brain_go_brr.models.ssd import ssd_scan_reference
 
@@ -61,6 +62,22 @@ def build_hf_mixer(
         num_hidden_layers=1,
     )
     return Mamba2Mixer(config, layer_idx=0)
+
+
+class _WithoutLLVMScan(nn.Module):
+    """A compiled block run with the numba scan instead of the LLVM kernel."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, u: Tensor) -> Tensor:
+        mamba2.LLVM_SCAN = False
+        try:
+            out: Tensor = self.block(u)
+        finally:
+            mamba2.LLVM_SCAN = True
+        return out
 
 
 class _SequentialScanMamba2(Mamba2):
@@ -164,11 +181,16 @@ def run(
     contenders: dict[str, nn.Module] = {"Hugging Face Mamba2Mixer, torch path (chunk 64)": hf}
     contenders |= {f"ours, chunked SSD (chunk {q})": block for q, block in ours.items()}
     contenders["ours, chunk 32, recompute=True (V3's default)"] = recomputing
+    numba_scan: nn.Module | None = None
     if compiled is not None:
         contenders["ours, compiled CPU kernels (inference only)"] = compiled
+        numba_scan = _WithoutLLVMScan(compiled)
+        contenders["ours, compiled, numba scan (BGB_LLVM_SCAN=0)"] = numba_scan
     contenders["ours around the sequential float64 scan"] = sequential
     # forward only: the float64 loop is too slow to train, the compiled kernels have no backward
-    no_backward = {id(compiled)} | (set() if sequential_backward else {id(sequential)})
+    no_backward = {id(compiled), id(numba_scan)} | (
+        set() if sequential_backward else {id(sequential)}
+    )
 
     with torch.no_grad():
         y_ours = reference(u)
