@@ -344,7 +344,7 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
     adjacency = topk_adjacency(pairs_to_dense(pair_weights, 19), k=3)
     dynamic, semi = LaplacianPE(19, 16, "dynamic"), LaplacianPE(19, 16, "semi", 5)
     pe_times = _interleaved(
-        {"dynamic": lambda: dynamic(adjacency), "semi": lambda: semi(adjacency)}, max(repeats, 5)
+        {"dynamic": lambda: dynamic(adjacency), "semi": lambda: semi(adjacency)}, max(repeats, 15)
     )
     dyn_median, semi_median = (statistics.median(pe_times[k]) for k in ("dynamic", "semi"))
     lines += [

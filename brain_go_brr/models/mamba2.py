@@ -138,6 +138,7 @@ def _scan_shape(mixer: Mamba2, xbc: Tensor, dt_raw: Tensor, z: Tensor, out: Tens
     """The :class:`.cpu_scan.ScanShape` of this call, or ``None`` where the numba scan runs."""
     scan = _cpu_scan() if LLVM_SCAN else None
     if scan is None:
+        _announce("numba scan", "the LLVM scan is off (BGB_LLVM_SCAN=0) or llvmlite is missing")
         return None
     shape = scan.ScanShape(
         d_inner=mixer.d_inner,
@@ -150,7 +151,15 @@ def _scan_shape(mixer: Mamba2, xbc: Tensor, dt_raw: Tensor, z: Tensor, out: Tens
         bf16_output=out.dtype == torch.uint16,
         bf16_dt=dt_raw.dtype == torch.uint16,
     )
-    return shape if scan.supported(shape) else None
+    if not scan.supported(shape):
+        _announce(
+            "numba scan",
+            f"d_inner={mixer.d_inner}, d_state={mixer.d_state}: no lane width of the LLVM "
+            "scan fits these widths",
+        )
+        return None
+    _announce("LLVM vector scan", f"CPU inference on {shape.lanes} lanes, models/cpu_scan.py")
+    return shape
 
 
 def _kernel_input(projected: Tensor) -> Tensor:
