@@ -206,3 +206,25 @@ def test_edge_time_pool_holds_the_adjacency_within_blocks() -> None:
         for step in block:
             assert torch.equal(adjacency[0, step], adjacency[0, block[0]])
     assert not torch.equal(adjacency[0, 0], adjacency[0, 4])
+
+
+def test_pair_weights_are_float32_under_bfloat16_autocast() -> None:
+    """The top-k graph is chosen from float32 pair weights even under autocast: the output
+    projection reads float32 features and writes float32 weights."""
+    from brain_go_brr.models.edge_stream import EdgeStream
+
+    torch.manual_seed(5)
+    stream = EdgeStream(d_model=4, n_layers=1, d_state=4, headdim=4).eval()
+    seen: list[tuple[torch.dtype, torch.dtype]] = []
+    stream.out.register_forward_hook(lambda m, args, out: seen.append((args[0].dtype, out.dtype)))
+    nodes = torch.randn(1, 19, 12, 6)
+    with torch.no_grad():
+        expected = stream(nodes)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = stream(nodes)
+    assert seen == [(torch.float32, torch.float32)] * 2
+    assert mixed.dtype == torch.float32
+    # the Mamba stack's bfloat16 products still move the weights a little (and may flip a tie)
+    kept = (mixed != 0) & (expected != 0)
+    assert kept.float().mean() > 0.9 * (expected != 0).float().mean()
+    torch.testing.assert_close(mixed[kept], expected[kept], atol=2e-2, rtol=2e-2)

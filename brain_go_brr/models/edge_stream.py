@@ -6,7 +6,8 @@
 2. Each pair's similarity sequence (optionally averaged over blocks of ``time_pool`` steps)
    is lifted 1 -> ``d_model``, run through a bidirectional
    Mamba2 stack (weights shared across pairs, batch ``B * 171``), projected ``d_model -> 1``
-   and passed through softplus: a non-negative weight per pair and step.
+   and passed through softplus: a non-negative weight per pair and step (in float32, also
+   under autocast).
 3. Adjacency per step: the dense symmetric matrix of those weights (zero diagonal), keep the
    ``k`` strongest neighbours of each node, symmetrise the kept set (an edge survives when
    either end chose it), and give every node left without an edge a self-loop of weight 1.
@@ -153,7 +154,12 @@ class EdgeStream(nn.Module):
         pooled_steps = similarity.shape[-1]
         lifted = self.lift(similarity.reshape(-1, pooled_steps, 1))  # (B*P, T/pool, d_model)
         mixed = run_stack(self.mamba, lifted, self.checkpointing)
-        weights = F.softplus(self.out(mixed)).view(batch, -1, pooled_steps)
+        # The pair weights decide the top-k graph, so they are computed in float32 even
+        # under autocast (one 16 -> 1 product): rounded to bfloat16 (8 bits), near-ties
+        # between neighbours flipped, and that moved v3's probabilities most of all under
+        # bfloat16 autocast (BENCHMARKS.md).
+        with torch.autocast(mixed.device.type, enabled=False):
+            weights = F.softplus(self.out(mixed.float())).view(batch, -1, pooled_steps)
         if pool > 1:
             weights = weights.repeat_interleave(pool, dim=-1)[..., :n_steps]  # (B, P, T)
         dense = pairs_to_dense(weights, self.n_nodes)  # (B, T, N, N)
