@@ -25,7 +25,7 @@ def make_inputs(
     gen = torch.Generator().manual_seed(seed)
     return {
         "xbc": torch.randn(batch, length, shape.width, generator=gen),
-        "conv_weight_t": 0.5 * torch.randn(D_CONV, shape.width, generator=gen),
+        "conv_weight_t": 0.5 * torch.randn(shape.d_conv, shape.width, generator=gen),
         "conv_bias": 0.1 * torch.randn(shape.width, generator=gen),
         "dt_raw": torch.randn(batch, length, shape.nheads, generator=gen),
         "dt_bias": torch.randn(shape.nheads, generator=gen) - 1.5,
@@ -46,7 +46,7 @@ def reference(shape: ScanShape, inputs: dict[str, torch.Tensor], reverse: bool) 
     batch, length, width = xbc.shape
     weight = t["conv_weight_t"].t().unsqueeze(1)  # (width, 1, d_conv)
     conv = F.conv1d(
-        F.pad(xbc.transpose(1, 2), (D_CONV - 1, 0)), weight, t["conv_bias"], groups=width
+        F.pad(xbc.transpose(1, 2), (shape.d_conv - 1, 0)), weight, t["conv_bias"], groups=width
     )
     conv = F.silu(conv.transpose(1, 2))
     d_inner, n, g, h = shape.d_inner, shape.d_state, shape.ngroups, shape.nheads
@@ -98,6 +98,16 @@ def test_kernel_matches_float64_reference(
     expected = reference(shape, inputs, reverse)
     got = run(shape, inputs, reverse)
     assert (got.double() - expected).abs().max().item() < 2e-5 * expected.abs().max().item()
+
+
+@pytest.mark.parametrize("d_conv", [1, 2, 3, 5])
+def test_other_convolution_widths(d_conv: int) -> None:
+    shape = ScanShape(32, 8, 4, 1, d_conv=d_conv, bf16_input=False)
+    inputs = make_inputs(shape, batch=2, length=11, seed=d_conv)
+    for reverse in (False, True):
+        expected = reference(shape, inputs, reverse)
+        got = run(shape, inputs, reverse)
+        assert (got.double() - expected).abs().max().item() < 2e-5 * expected.abs().max().item()
 
 
 def test_lane_width_follows_the_channels() -> None:

@@ -97,7 +97,7 @@ class ScanShape:
 
 
 def supported(shape: ScanShape) -> bool:
-    """Whether :func:`conv_scan` handles this shape (else the numba kernels are used)."""
+    """Whether :func:`conv_scan_gate_norm` handles this shape (else the numba kernels run)."""
     return (
         shape.nheads * shape.headdim == shape.d_inner
         and shape.d_inner % shape.ngroups == 0
@@ -329,8 +329,8 @@ def _build(shape: ScanShape, name: str) -> ir.Module:
         previous = [b.load(slot, typ=g.vec) for slot in history]
         for shift, value in enumerate(previous, start=1):
             acc = g.fma(w[taps - 1 - shift], value, acc)
-        for slot, value in zip(history, [current, *previous[:-1]], strict=True):
-            b.store(value, slot)
+        for slot, value in zip(history, [current, *previous], strict=False):
+            b.store(value, slot)  # newest first; the oldest input drops out
         return g.silu(acc)
 
     def step_row(s: ir.Value, i: ir.Value) -> tuple[ir.Value, ir.Value]:
