@@ -418,42 +418,6 @@ def scan_gate_norm(
 
 
 @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-def gate_norm(
-    y: np.ndarray,
-    z: np.ndarray,
-    norm_weight: np.ndarray,
-    eps: float,
-    ngroups: int,
-    out: np.ndarray,
-) -> None:
-    """``out = rmsnorm_per_group(y * silu(z)) * norm_weight`` row by row (the end of
-    :func:`scan_gate_norm`, for the scan of :mod:`.cpu_scan`).
-
-    Shapes: y (rows, d_inner) float32; z (rows, d_inner) float32 or bfloat16 bits (uint16);
-    norm_weight (d_inner,); out (rows, d_inner) float32, or uint16 for bfloat16 bits.
-    """
-    rows, d_inner = y.shape
-    group_width = d_inner // ngroups
-    n_chunks = (rows + _NORM_CHUNK_ROWS - 1) // _NORM_CHUNK_ROWS
-    for chunk in prange(n_chunks):
-        gated = np.empty(group_width, np.float32)
-        for r in range(chunk * _NORM_CHUNK_ROWS, min(rows, (chunk + 1) * _NORM_CHUNK_ROWS)):
-            for g in range(ngroups):
-                y_group = y[r, g * group_width : (g + 1) * group_width]
-                z_group = z[r, g * group_width : (g + 1) * group_width]
-                out_group = out[r, g * group_width : (g + 1) * group_width]
-                weight_group = norm_weight[g * group_width : (g + 1) * group_width]
-                square_sum = np.float32(0.0)
-                for j in range(gated.shape[0]):
-                    value = y_group[j] * silu32(as_float32(z_group[j]))
-                    gated[j] = value
-                    square_sum += value * value
-                scale = np.float32(np.float32(1.0) / np.sqrt(square_sum / group_width + eps))
-                for j in range(out_group.shape[0]):
-                    out_group[j] = stored_as(out, np.float32(gated[j] * scale * weight_group[j]))
-
-
-@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
 def dt_and_decay(
     dt_raw: np.ndarray, dt_bias: np.ndarray, A: np.ndarray, dt: np.ndarray, decay: np.ndarray
 ) -> None:

@@ -47,8 +47,9 @@ not import at all on machines without CUDA).
 
 The compiled CPU path runs the recurrence step by step in float32 (the sequential form of
 the same scan) with the convolution and its SiLU, the D skip, the ``silu(z)`` gate and the
-RMSNorm fused around it, and the layer's pre-norm and ``dt``/decay in their own compiled
-passes; it agrees with the chunked scan to float32 rounding (``tests/test_mamba2.py``) and
+RMSNorm fused around it (one LLVM vector kernel with the state in registers,
+:mod:`.cpu_scan`, or numba's :mod:`.cpu_kernels` where no lane width fits or
+``BGB_LLVM_SCAN=0``), and the layer's pre-norm in its own compiled pass; it agrees with the chunked scan to float32 rounding (``tests/test_mamba2.py``) and
 made v3 inference on a 2-core CPU about 2x faster (``BENCHMARKS.md``). Under bfloat16
 autocast the projections run in bfloat16 and the kernels in float32, reading and writing
 the bfloat16 tensors of the products directly. In float32 on CPU every projection
