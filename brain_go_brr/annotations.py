@@ -1,4 +1,4 @@
-"""TUSZ / NEDC annotation files: reading ``.csv_bi`` and ``.csv``, writing ``.csv_bi``.
+"""Annotation files: TUSZ / NEDC ``.csv_bi`` and ``.csv``, and BIDS / SzCORE ``*_events.tsv``.
 
 One reader for everything that consumes labels (the cache builder, ``brain-go-brr score``,
 evaluation), so a quirk is handled once. Times stay in seconds here.
@@ -16,10 +16,22 @@ evaluation), so a quirk is handled once. Times stay in seconds here.
 ``.csv`` has the same header and one row per channel (``FP1-F7,...,fnsz,1.0000``) with the
 seizure type as label; the record's seizure events are the union over channels of every
 seizure-type row.
+
+``*_events.tsv`` (BIDS, as SzCORE and ``epilepsy2bids`` write it; tab separated)::
+
+    onset	duration	eventType	confidence	channels	dateTime	recordingDuration
+    42.28	39.50	sz_foc_ia	n/a	n/a	2003-04-05 10:11:12	1289.00
+
+``eventType`` is ``bckg`` or a seizure: ``sz`` or one of its HED-SCORE subtypes (``sz_foc``,
+``sz_gen_m_tonicClonic``, ...). :func:`read_events_tsv` gives seizure rows the label
+``seiz`` (so every consumer sees one seizure label) with ``stop_s = onset + duration`` as the
+numbers add up, and takes the recording's duration from the first row's
+``recordingDuration``, as the official SzCORE scorer does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -40,6 +52,18 @@ BACKGROUND_LABELS: frozenset[str] = frozenset({"bckg"})
 _KNOWN_LABELS = SEIZURE_LABELS | BACKGROUND_LABELS  # already canonical: no strip/lower needed
 _HEADER = ("channel", "start_time", "stop_time", "label", "confidence")
 _HEADER_LINE = ",".join(_HEADER)
+#: Columns of a SzCORE / BIDS ``*_events.tsv``, in order.
+EVENTS_TSV_COLUMNS: tuple[str, ...] = (
+    "onset",
+    "duration",
+    "eventType",
+    "confidence",
+    "channels",
+    "dateTime",
+    "recordingDuration",
+)
+#: The columns scoring and labelling need (the others may be absent).
+_TSV_REQUIRED = ("onset", "duration", "eventType", "recordingDuration")
 _DURATION_RE = re.compile(r"^#\s*duration\s*=\s*([0-9.eE+-]+)\s*(secs?)?\s*$")
 
 
@@ -242,17 +266,32 @@ def read_csv(path: str | os.PathLike[str]) -> Annotation:
     return _parse(path if isinstance(path, Path) else Path(path), per_channel=True)
 
 
-def read_labels(edf_path: str | os.PathLike[str]) -> Annotation:
-    """The labels of a TUSZ recording: its ``.csv_bi``, falling back to its ``.csv``."""
+def events_tsv_path(edf_path: str | os.PathLike[str]) -> Path | None:
+    """``..._eeg.edf`` -> its BIDS ``..._events.tsv`` beside it; ``None`` for other names."""
     edf_path = Path(edf_path)
+    if not edf_path.name.endswith("_eeg.edf"):
+        return None
+    return edf_path.with_name(edf_path.name[: -len("_eeg.edf")] + "_events.tsv")
+
+
+def read_labels(edf_path: str | os.PathLike[str]) -> Annotation:
+    """The labels of a recording: a BIDS ``*_eeg.edf`` its ``*_events.tsv``; a TUSZ EDF its
+    ``.csv_bi``, falling back to its ``.csv``."""
+    edf_path = Path(edf_path)
+    tsv = events_tsv_path(edf_path)
+    if tsv is not None and tsv.exists():
+        return read_events_tsv(tsv)
     bi, per_channel = edf_path.with_suffix(".csv_bi"), edf_path.with_suffix(".csv")
     if bi.exists():
         return read_csv_bi(bi)
     if per_channel.exists():
         return read_csv(per_channel)
-    raise AnnotationError(
-        f"{edf_path}: no annotation file; expected {bi.name} or {per_channel.name} beside it"
+    expected = (
+        f"{tsv.name}, {bi.name} or {per_channel.name}"
+        if tsv
+        else f"{bi.name} or {per_channel.name}"
     )
+    raise AnnotationError(f"{edf_path}: no annotation file; expected {expected} beside it")
 
 
 def format_csv_bi(
@@ -305,3 +344,124 @@ def write_csv_bi(
     atomic_write_text(
         path, format_csv_bi(events, duration_s, path.stem, fill_background=fill_background)
     )
+
+
+# ----------------------------------------------------------------------------- events.tsv
+
+
+def is_seizure_event_type(event_type: str) -> bool:
+    """``sz`` and every HED-SCORE seizure subtype (``sz_foc_ia``, ``sz_gen``, ...)."""
+    return event_type == "sz" or event_type.startswith("sz_")
+
+
+def _tsv_number(path: Path, lineno: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise AnnotationError(
+            f"{path}:{lineno}: {column} must be a non-negative number of seconds, got {text!r}; "
+            "fix the row (SzCORE writes seconds with 2 decimals)"
+        )
+    return value
+
+
+def read_events_tsv(path: str | os.PathLike[str]) -> Annotation:
+    """Parse a BIDS / SzCORE ``*_events.tsv`` (see the module docstring).
+
+    ``duration_s`` is the first row's ``recordingDuration`` (``None`` for a file with a
+    header and no rows); ``events`` hold every row, seizures labelled ``seiz`` and
+    background ``bckg``, confidence 1.0 where it is ``n/a``.
+
+    Raises:
+        AnnotationError: a missing column, a row with the wrong number of fields, an unknown
+            ``eventType``, or a seizure onset/duration or ``recordingDuration`` that is not a
+            non-negative number; the message names the file, the line and the fix.
+    """
+    path = path if isinstance(path, Path) else Path(path)
+    text = _read_text(path)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise AnnotationError(
+            f"{path}: empty file; an events.tsv needs the header "
+            f"{' '.join(EVENTS_TSV_COLUMNS)} (tab separated) and one row per event, or one "
+            "bckg row covering a recording without seizures"
+        )
+    header = [name.strip() for name in lines[0][1].split("\t")]
+    missing = [c for c in _TSV_REQUIRED if c not in header]
+    if missing:
+        hint = " (the file is not tab separated)" if len(header) == 1 else ""
+        raise AnnotationError(
+            f"{path}: missing column(s) {', '.join(missing)}{hint} (found: {', '.join(header)}); "
+            f"SzCORE events files have the tab-separated columns {' '.join(EVENTS_TSV_COLUMNS)}"
+        )
+    col = {name: header.index(name) for name in (*_TSV_REQUIRED, "confidence")
+           if name in header}  # fmt: skip
+    events: list[Event] = []
+    duration: float | None = None
+    for lineno, line in lines[1:]:
+        fields = [f.strip() for f in line.split("\t")]
+        if len(fields) != len(header):
+            raise AnnotationError(
+                f"{path}:{lineno}: {len(fields)} tab-separated fields, the header has "
+                f"{len(header)}; fix the row (a value with spaces instead of a tab?)"
+            )
+        if duration is None:
+            duration = _tsv_number(
+                path, lineno, "recordingDuration", fields[col["recordingDuration"]]
+            )
+            if duration <= 0:
+                raise AnnotationError(
+                    f"{path}:{lineno}: recordingDuration must be positive, got "
+                    f"{fields[col['recordingDuration']]!r}; write the recording's length in s"
+                )
+        kind = fields[col["eventType"]]
+        if kind == "bckg":
+            label = "bckg"
+        elif is_seizure_event_type(kind):
+            label = "seiz"
+        else:
+            raise AnnotationError(
+                f"{path}:{lineno}: unknown eventType {kind!r}; SzCORE events are 'bckg', 'sz' "
+                "or a HED-SCORE seizure subtype such as 'sz_foc_ia' (TUSZ's 'seiz' is 'sz')"
+            )
+        conf = 1.0
+        if "confidence" in col:
+            with contextlib.suppress(ValueError):
+                conf = float(fields[col["confidence"]])
+        if label == "seiz":
+            onset = _tsv_number(path, lineno, "onset", fields[col["onset"]])
+            length = _tsv_number(path, lineno, "duration", fields[col["duration"]])
+            events.append(Event(onset, onset + length, label, conf))
+        else:
+            onset_txt, length_txt = fields[col["onset"]], fields[col["duration"]]
+            try:
+                onset, length = float(onset_txt), float(length_txt)
+            except ValueError:  # a background row's times are not scored
+                onset, length = 0.0, duration
+            events.append(Event(onset, onset + length, label, conf))
+    return Annotation(path=path, duration_s=duration, events=events, bname=None)
+
+
+def events_tsv_rows(
+    events: list[Event] | tuple[Event, ...], duration_s: float
+) -> tuple[list[tuple[str, str, str, str]], str]:
+    """The rows an events.tsv writer puts down for seizure ``events`` of a recording.
+
+    Returns ``([(onset, duration, eventType, confidence), ...], recordingDuration)`` as
+    text with 2 decimals: seizures clipped to ``[0, duration_s]`` as ``sz`` rows in time
+    order, or one ``bckg`` row covering the recording when there is none. Scoring events
+    that never went through a file (:mod:`brain_go_brr.evaluation.szcore`) reads these same
+    numbers back, so it gives what the official scorer gives on the written file.
+    """
+    rows = []
+    for e in sorted(e for e in events if e.label in SEIZURE_LABELS):
+        start, stop = max(0.0, e.start_s), min(duration_s, e.stop_s)
+        if stop > start:
+            rows.append((f"{start:.2f}", f"{stop - start:.2f}", "sz", f"{e.confidence:.2f}"))
+    if not rows:
+        rows.append(("0.00", f"{duration_s:.2f}", "bckg", "n/a"))
+    return rows, f"{duration_s:.2f}"

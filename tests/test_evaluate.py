@@ -261,7 +261,7 @@ def test_rescoring_cached_probabilities_gives_the_same_numbers(
     out, metrics = evaluated_run(tmp_path_factory)
     cfg = eval_config([f"probs_dir={out}", f"out_dir={tmp_path}"])
     again = evaluate(cfg)
-    for key in ("auroc", "ovlp", "taes", "szcore", "szcore_per_subject", "objective"):
+    for key in ("auroc", "ovlp", "taes", "szcore", "szcore_evaluation", "objective"):
         assert again[key] == metrics[key], key
     assert not (tmp_path / "probs").exists()  # re-scoring never runs or caches the model
 
@@ -329,6 +329,14 @@ def test_hypothesis_files_score_the_same_with_the_score_command(
         assert scored["taes"][key] == pytest.approx(metrics["taes"][key], abs=1e-3), key
     for key in ("sensitivity", "precision", "f1", "fp_per_24h"):
         assert scored["szcore"][key] == pytest.approx(metrics["szcore"][key], abs=1e-9), key
+    # the events.tsv trees give the official SzCORE figures of metrics.json, every digit
+    tsv_report = tmp_path / "tsv.json"
+    sz = out / "szcore"
+    assert cli_main(["score", str(sz / "ref"), str(sz / "hyp"), "--json", str(tsv_report)]) == 0
+    from_tsv = json.loads(tsv_report.read_text())
+    for key in ("szcore_evaluation", "szcore_evaluation_pooled"):
+        assert from_tsv[key] == metrics[key], key
+    assert from_tsv["szcore"].items() <= metrics["szcore"].items()
 
 
 # ----------------------------------------------------------------------------- errors

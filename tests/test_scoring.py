@@ -15,7 +15,6 @@ from brain_go_brr.evaluation import (
     score_tracks,
 )
 from brain_go_brr.evaluation.metrics import SweepScorer
-from brain_go_brr.evaluation.szcore import score_record
 from brain_go_brr.evaluation.writers import format_events_tsv, write_events_tsv, write_hyp_csv_bi
 from brain_go_brr.post import PostConfig, postprocess
 
@@ -118,12 +117,8 @@ def test_score_tracks_rejects_track_of_wrong_length() -> None:
 
 
 def test_szcore_tolerances_and_pooling() -> None:
-    # detection 20 s before the seizure: inside the 30 s pre-ictal tolerance
-    counts = score_record([Event(100, 130)], [Event(75, 82)], 600.0)
-    assert (counts.ref_events, counts.true_positives, counts.false_positives) == (1, 1, 0)
-    # 40 s before: outside, so a miss and a false positive
-    counts = score_record([Event(100, 130)], [Event(50, 60)], 600.0)
-    assert (counts.ref_events, counts.true_positives, counts.false_positives) == (1, 0, 1)
+    # a: detection 20 s before the seizure, inside the 30 s pre-ictal tolerance: a hit;
+    # b: 40 s before, outside it: a miss and a false positive
     result = score_events(
         [
             RecordEvents("a_1", "a", 600.0, [Event(100, 130)], [Event(75, 82)]),
@@ -133,7 +128,9 @@ def test_szcore_tolerances_and_pooling() -> None:
     assert result["szcore"]["sensitivity"] == 0.5
     assert result["szcore"]["precision"] == 0.5
     assert result["szcore"]["fp_per_24h"] == pytest.approx(1 / 1200 * 86400)
-    assert result["szcore_per_subject"]["sensitivity"] == 0.5
+    per_subject = result["szcore_evaluation"]["event_results"]
+    assert per_subject["sensitivity"] == 0.5 and per_subject["sensitivity_std"] == 0.5
+    assert per_subject["fpRate"] == pytest.approx(0.5 * 86400 / 600)
 
 
 def test_hyp_csv_bi_round_trip_scores_the_same(tmp_path: Path) -> None:

@@ -1,24 +1,42 @@
-"""``brain-go-brr score REF HYP [--json FILE]``: NEDC OVLP/TAES and SzCORE of csv_bi files.
+"""``brain-go-brr score REF HYP [--json FILE]``: NEDC OVLP/TAES and SzCORE of two annotation sets.
 
-REF and HYP are either two folders of ``.csv_bi`` files, paired by file name (searched
-recursively; a name must be unique within its folder), or two NEDC-style ``.list`` files
-with one path per line, paired by order (``$VARS`` are expanded, relative paths are
-resolved against the list's folder, blank lines and ``#`` comments are skipped).
+Two kinds of input:
 
-Every pair is checked before scoring: both files parse (malformed rows are reported with
-file and line), both have a ``# duration`` header and the two agree to 4 decimals (NEDC
-refuses files whose end times differ), and no event stops after the stated duration. Only
-the seizure label is scored (TUSZ seizure types count as ``seiz``; ``bckg`` rows are
-ignored). The subject of a file is its name up to the first ``_`` (TUSZ patient id).
+* **SzCORE / BIDS trees**: REF is a folder with ``sub-*`` subfolders holding
+  ``*_events.tsv`` files (any depth, as ``szcore-evaluation`` reads them; BIDS sidecars
+  ``*_channels.tsv``, ``*_electrodes.tsv`` and ``*_scans.tsv`` are not annotations and are
+  left out). Each hypothesis sits at the same path relative to HYP; a missing hypothesis
+  counts as no detection, and a hypothesis file that matches no reference is an error.
+* **csv_bi**: two folders of ``.csv_bi`` files paired by file name (searched recursively; a
+  name must be unique within its folder), or two NEDC-style ``.list`` files with one path per
+  line, paired by order (``$VARS`` are expanded, relative paths are resolved against the
+  list's folder, blank lines and ``#`` comments are skipped). Every pair is checked first:
+  both files parse (malformed rows are reported with file and line), both have a
+  ``# duration`` header and the two agree to 4 decimals (NEDC refuses files whose end times
+  differ), and no event stops after the stated duration. The subject of a file is its name
+  up to the first ``_`` (TUSZ patient id).
 
-Prints a table and, with ``--json``, writes::
+Only the seizure label is scored (TUSZ seizure types count as ``seiz``, SzCORE's ``sz`` and
+``sz_*`` subtypes as well; ``bckg`` rows are ignored). SzCORE figures are those of the
+official scorer (:mod:`brain_go_brr.evaluation.szcore`); csv_bi inputs are scored as the
+events.tsv files with the same events would be.
 
-    {"n_records", "duration_s",
+Prints tables and, with ``--json``, writes::
+
+    {"input": "tsv" | "csv_bi", "n_records", "duration_s", "missing_hypotheses",
      "ovlp": {"targets", "hits", "misses", "false_alarms", "sensitivity", "fa_per_24h"},
-     "taes": {...same keys}, "szcore": {"sensitivity", "precision", "f1", "fp_per_24h"},
-     "szcore_per_subject": {...same keys}}
+     "taes": {...same keys},
+     "szcore_evaluation": {"sample_results": {"sensitivity", "sensitivity_std", "precision",
+                           ..., "fpRate", "fpRate_std"}, "event_results": {...}},
+     "szcore_evaluation_pooled": {"sample_results": {"sensitivity", "precision", "f1",
+                                  "fpRate"}, "event_results": {...}},
+     "szcore": {"sensitivity", "precision", "f1", "fp_per_24h"}}
 
-with sensitivities as fractions. Exit status 0, or 2 with a message naming the file.
+``szcore_evaluation`` is szcore-evaluation's own output (mean and standard deviation over
+subjects), ``szcore_evaluation_pooled`` its output with ``avg_per_subject=False``, ``null``
+where it gives NaN; ``szcore`` repeats the pooled event-based block under the project's
+names. NEDC sensitivities are fractions. Exit status 0, or 2 with one line naming the file,
+the problem and the fix.
 """
 
 from __future__ import annotations
@@ -27,9 +45,18 @@ import argparse
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from brain_go_brr.annotations import Annotation, AnnotationError, Event, read_csv_bi
+from brain_go_brr.annotations import (
+    Annotation,
+    AnnotationError,
+    Event,
+    read_csv_bi,
+    read_events_tsv,
+)
+from brain_go_brr.evaluation import szcore
 from brain_go_brr.evaluation.metrics import RecordEvents, score_events
 from brain_go_brr.io import atomic_write_json
 
@@ -41,8 +68,12 @@ class ScoreInputError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ref", type=Path, help="reference: folder of .csv_bi files or a .list")
-    parser.add_argument("hyp", type=Path, help="hypothesis: folder of .csv_bi files or a .list")
+    parser.add_argument(
+        "ref",
+        type=Path,
+        help="reference: a BIDS tree of *_events.tsv, a folder of .csv_bi, or a .list",
+    )
+    parser.add_argument("hyp", type=Path, help="hypothesis: the same kind as REF")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
 
 
@@ -153,12 +184,140 @@ def load_pairs(pairs: list[tuple[Path, Path]]) -> list[RecordEvents]:
     return records
 
 
+# ----------------------------------------------------------------------------- TSV trees
+
+#: BIDS sidecars that are tables but not annotations.
+_SIDECARS = ("_channels.tsv", "_electrodes.tsv", "_scans.tsv", "_sessions.tsv")
+
+
+def is_tsv_tree(folder: Path) -> bool:
+    """Is ``folder`` a SzCORE / BIDS tree (it has ``sub-*`` subfolders)?"""
+    return folder.is_dir() and any(p.is_dir() for p in folder.glob("sub-*"))
+
+
+def _annotation_files(subject_dir: Path) -> list[Path]:
+    return sorted(
+        p for p in subject_dir.rglob("*.tsv") if p.is_file() and not p.name.endswith(_SIDECARS)
+    )
+
+
+def _clipped_seizures(ann: Annotation, duration_s: float) -> list[Event]:
+    out = []
+    for e in ann.events:
+        if e.label == "seiz" and e.start_s < duration_s:
+            out.append(Event(e.start_s, min(e.stop_s, duration_s), "seiz", e.confidence))
+    return [e for e in out if e.stop_s > e.start_s]
+
+
+@dataclass
+class TsvTrees:
+    """Two SzCORE trees, read and paired: NEDC records, SzCORE recordings, and what was off."""
+
+    records: list[RecordEvents]
+    recordings: list[szcore.SzcoreRecording]
+    missing: list[str]  # reference paths (relative) without a hypothesis
+    notes: list[str]  # hypotheses scored as no detection, and why
+
+
+def load_tsv_trees(ref_root: Path, hyp_root: Path) -> TsvTrees:
+    """Read every reference of ``ref_root`` and its hypothesis in ``hyp_root``.
+
+    Raises ScoreInputError (naming the file and the fix) for a reference tree without
+    annotation files, an unreadable file, and hypothesis files that match no reference.
+    """
+    if not hyp_root.is_dir():
+        raise ScoreInputError(
+            f"{hyp_root}: not a folder; the hypothesis of a BIDS reference tree is a folder "
+            "with the same sub-*/.../*_events.tsv paths"
+        )
+    trees = TsvTrees([], [], [], [])
+    seen: set[str] = set()
+    subjects = sorted(p for p in ref_root.glob("sub-*") if p.is_dir())
+    for subject_dir in subjects:
+        files = _annotation_files(subject_dir)
+        if not files:
+            raise ScoreInputError(
+                f"{subject_dir}: no *_events.tsv files in this subject folder; add its "
+                "annotations or remove the folder from the reference tree"
+            )
+        for ref_path in files:
+            rel = ref_path.relative_to(ref_root)
+            seen.add(rel.as_posix())
+            hyp_path = hyp_root / rel
+            ref = read_events_tsv(ref_path)
+            hyp = read_events_tsv(hyp_path) if hyp_path.is_file() else None
+            if hyp is None:
+                trees.missing.append(rel.as_posix())
+            try:
+                recording, note = szcore.recording_from_files(subject_dir.name, ref, hyp)
+            except ValueError as exc:
+                raise ScoreInputError(str(exc)) from None
+            if note:
+                trees.notes.append(note)
+            duration = float(ref.duration_s)  # type: ignore[arg-type]  # checked above
+            hyp_events = _clipped_seizures(hyp, duration) if hyp and recording.hyp else []
+            trees.recordings.append(recording)
+            ref_events = _clipped_seizures(ref, duration)
+            trees.records.append(
+                RecordEvents(rel.as_posix(), subject_dir.name, duration, ref_events, hyp_events)
+            )
+    extra = sorted(
+        p.relative_to(hyp_root).as_posix()
+        for subject_dir in hyp_root.glob("sub-*")
+        if subject_dir.is_dir()
+        for p in _annotation_files(subject_dir)
+        if p.relative_to(hyp_root).as_posix() not in seen
+    )
+    if extra:
+        raise ScoreInputError(
+            f"{hyp_root}: {len(extra)} hypothesis file(s) match no reference "
+            f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); each hypothesis "
+            f"must sit at the same relative path as its reference in {ref_root} (wrong "
+            "reference tree, or renamed files?)"
+        )
+    return trees
+
+
+def score_tsv_trees(ref_root: Path, hyp_root: Path) -> tuple[dict[str, object], TsvTrees]:
+    """Every figure of the module docstring for two TSV trees, and the trees as read."""
+    trees = load_tsv_trees(ref_root, hyp_root)
+    result = score_events(trees.records, szcore_recordings=trees.recordings)
+    return {"input": "tsv", "missing_hypotheses": len(trees.missing), **result}, trees
+
+
 def _fmt(value: object, pct: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if pct:
         return f"{100 * float(value):.4f} %"  # type: ignore[arg-type]
     return f"{float(value):.4f}".rstrip("0").rstrip(".")  # type: ignore[arg-type]
+
+
+def _mean_std(block: dict, key: str) -> str:
+    text = _fmt(block.get(key))
+    std = block.get(f"{key}_std")
+    return text if std is None else f"{text} ± {_fmt(std)}"
+
+
+def szcore_table(result: dict) -> Any:
+    """The official SzCORE figures of a result as a rich table (fractions, FP per 24 h)."""
+    from rich.table import Table
+
+    table = Table(
+        title="SzCORE (szcore-evaluation 0.0.7 figures): 30 s / 60 s tolerance, merge < 90 s, "
+        "split > 300 s"
+    )
+    for col in ("scoring", "averaging", "sensitivity", "precision", "F1", "FP/24h"):
+        table.add_column(col, justify="left" if col in ("scoring", "averaging") else "right")
+    for key, label in (("szcore_evaluation", "subjects: mean ± sd"),
+                       ("szcore_evaluation_pooled", "pooled")):  # fmt: skip
+        for mode in ("event", "sample"):
+            block = result[key][f"{mode}_results"]
+            table.add_row(
+                f"{mode}-based", label,
+                *(_mean_std(block, k) for k in ("sensitivity", "precision", "f1", "fpRate")),
+            )  # fmt: skip
+    return table
 
 
 def print_table(result: dict) -> None:
@@ -177,28 +336,33 @@ def print_table(result: dict) -> None:
             _fmt(r["sensitivity"], pct=True),
             _fmt(r["fa_per_24h"]),
         )
-    sz_table = Table(
-        title="SzCORE (timescoring): 30 s / 60 s tolerance, merge < 90 s, split > 300 s"
-    )
-    for col in ("averaging", "sensitivity", "precision", "F1", "FP/24h"):
-        sz_table.add_column(col, justify="left" if col == "averaging" else "right")
-    for name, label in (("szcore", "pooled"), ("szcore_per_subject", "per subject")):
-        r = result[name]
-        sz_table.add_row(
-            label,
-            *(_fmt(r[k], pct=True) for k in ("sensitivity", "precision", "f1")),
-            _fmt(r["fp_per_24h"]),
-        )
     console = Console()
     console.print(nedc_table)
-    console.print(sz_table)
+    console.print(szcore_table(result))
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        records = load_pairs(pair_inputs(args.ref, args.hyp))
-        result = score_events(records)
-    except (ScoreInputError, AnnotationError, ValueError) as exc:
+        if is_tsv_tree(args.ref):
+            result, trees = score_tsv_trees(args.ref, args.hyp)
+            for note in trees.notes:
+                print(f"brain-go-brr score: warning: {note}", file=sys.stderr)
+            if trees.missing:
+                print(
+                    f"brain-go-brr score: {len(trees.missing)} of {len(trees.records)} "
+                    f"references have no hypothesis in {args.hyp} (counted as no detection), "
+                    f"e.g. {trees.missing[0]}",
+                    file=sys.stderr,
+                )
+        else:
+            if args.ref.is_dir() and (args.ref / "dataset_description.json").exists():
+                raise ScoreInputError(
+                    f"{args.ref}: a BIDS dataset without sub-* folders; the reference tree "
+                    "needs sub-*/.../*_events.tsv files"
+                )
+            records = load_pairs(pair_inputs(args.ref, args.hyp))
+            result = {"input": "csv_bi", "missing_hypotheses": 0, **score_events(records)}
+    except (ScoreInputError, AnnotationError, ValueError, OSError) as exc:
         print(f"brain-go-brr score: error: {exc}", file=sys.stderr)
         return 2
     print_table(result)

@@ -38,7 +38,14 @@ Run folder (``out_dir``)::
                                "2.5": ..., "5": ..., "10": ...}},
      "taes":   {same keys},
      "szcore": {"sensitivity", "precision", "f1", "fp_per_24h", "fa_per_24h", "sens_at_fa"},
-     "szcore_per_subject": {...}, "objective"}
+     "szcore_evaluation": {"sample_results": {...}, "event_results": {...}},
+     "szcore_evaluation_pooled": {...}, "objective"}
+
+``szcore_evaluation`` and ``szcore_evaluation_pooled`` are the official SzCORE figures in
+szcore-evaluation's own structure (per-subject mean with ``*_std``, and pooled; sample- and
+event-based; ``null`` where it gives NaN): what it prints for ``szcore/ref`` and
+``szcore/hyp``. ``szcore`` is its pooled event-based block under the project's names, the
+scorer of the results table and of ``sens_at_fa``.
 
 Sensitivities are fractions; FA/24h counts seizure false alarms over the total reference
 duration. ``objective`` (what ``evaluate.py`` returns to a sweeper) is the OVLP sensitivity
@@ -259,26 +266,24 @@ def threshold_sweep(
 ) -> list[dict[str, Any]]:
     """Sensitivity and FA/24h of OVLP, TAES and SzCORE at each ``(tau_on, tau_on - gap)``.
 
-    Only the hysteresis thresholds change; every other ``post`` setting is kept. SzCORE is
-    computed (through ``timescoring``) only for records with reference or detected events:
-    a record with neither adds its duration and nothing else.
+    Only the hysteresis thresholds change; every other ``post`` setting is kept. The SzCORE
+    figures are the official event-based ones pooled over records (``szcore`` scorer).
     """
     sweeper = scoring.SweepScorer(records, post)
     durations = [r.duration_s for r in records]
-    refs = [scoring.nonempty(r.reference) for r in records]
+    subjects = [r.subject for r in records]
+    refs = [szcore.runs_from_events(scoring.nonempty(r.reference), r.duration_s) for r in records]
     rows = []
     for point in sweeper.sweep(tau_grid, tau_gap):
         runs = sweeper.hypotheses(point.tau_on, point.tau_off)
         hyps = _runs_to_events(runs, len(records), post.sfreq)
-        sz = sum(
-            (
-                szcore.score_record(ref, hyp, dur)
-                if ref or hyp
-                else szcore.SzcoreCounts(duration_s=dur)
-                for ref, hyp, dur in zip(refs, hyps, durations, strict=True)
-            ),
-            szcore.SzcoreCounts(),
-        ).summary()
+        recordings = [
+            szcore.SzcoreRecording(subject, n, ref, szcore.runs_from_events(hyp, dur)[1])
+            for subject, (n, ref), hyp, dur in zip(subjects, refs, hyps, durations, strict=True)
+        ]
+        pooled = szcore.evaluate_recordings(recordings, avg_per_subject=False)["event_results"]
+        sz = szcore.nan_to_none(pooled)
+        assert isinstance(sz, dict)
         rows.append(
             {
                 "tau_on": point.tau_on,
@@ -291,7 +296,7 @@ def threshold_sweep(
                     "sensitivity": point.taes.sensitivity,
                     "fa_per_24h": nedc.fa_per_24h(point.taes.false_alarms, point.duration_s),
                 },
-                "szcore": {"sensitivity": sz["sensitivity"], "fa_per_24h": sz["fp_per_24h"]},
+                "szcore": {"sensitivity": sz["sensitivity"], "fa_per_24h": sz["fpRate"]},
             }
         )
     return rows
@@ -399,11 +404,44 @@ def _markdown(metrics: dict[str, Any], fa_targets: Sequence[float]) -> str:
         "Sensitivity and FA/24h at the configured post-processing; `sens @ k` is the best "
         "sensitivity of the threshold sweep whose FA/24h is at most k (`-`: not reached).",
         "",
+        "SZCORE in this table is SzCORE's event-based figure pooled over records.",
+        "",
         "Thresholds (tau_on/tau_off) of the `sens @ k` operating points:",
         "",
         *(f"- {name.upper()}: {_operating_points(metrics[name], fa_targets)}" for name in SCORERS),
+        "",
+        *_szcore_markdown(metrics),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _frac(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _szcore_markdown(metrics: dict[str, Any]) -> list[str]:
+    """The official SzCORE figures (szcore-evaluation 0.0.7) at the configured post-processing."""
+    lines = [
+        "## SzCORE (the official scorer's figures, szcore-evaluation 0.0.7)",
+        "",
+        "At the configured post-processing, on the `szcore/ref` and `szcore/hyp` trees; "
+        "subjects: mean ± standard deviation over subjects (the leaderboard's figure), "
+        "pooled: every record's counts summed. Fractions; FP/24h per 24 h of recording.",
+        "",
+        "| scoring | averaging | sensitivity | precision | F1 | FP/24h |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (("szcore_evaluation", "subjects"), ("szcore_evaluation_pooled", "pooled")):
+        for mode in ("event", "sample"):
+            block = metrics[key][f"{mode}_results"]
+            cells = []
+            for name in ("sensitivity", "precision", "f1", "fpRate"):
+                cell = _frac(block[name])
+                if f"{name}_std" in block and block[name] is not None:
+                    cell += f" ± {_frac(block[f'{name}_std'])}"
+                cells.append(cell)
+            lines.append(f"| {mode}-based | {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def print_results(
@@ -419,7 +457,11 @@ def print_results(
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)
-    (console or Console()).print(table)
+    from brain_go_brr.evaluation.cli import szcore_table
+
+    console = console or Console()
+    console.print(table)
+    console.print(szcore_table(metrics))
 
 
 def write_nedc_files(

@@ -14,8 +14,9 @@ Both return a JSON-ready dict::
     {"n_records": int, "duration_s": float,
      "ovlp":  {"targets", "hits", "misses", "false_alarms", "sensitivity", "fa_per_24h"},
      "taes":  {same keys},
-     "szcore": {"sensitivity", "precision", "f1", "fp_per_24h"},          # pooled
-     "szcore_per_subject": {same keys},                                   # mean over subjects
+     "szcore_evaluation": {"sample_results": {...}, "event_results": {...}},  # official,
+     "szcore_evaluation_pooled": {...},                                       # see szcore.py
+     "szcore": {"sensitivity", "precision", "f1", "fp_per_24h"},  # = pooled event_results
      # score_tracks only:
      "auroc": float | None,
      "sens_at_fa": {"1": {"sensitivity", "tau_on", "tau_off", "fa_per_24h"} | None,
@@ -103,32 +104,51 @@ def _nedc_record(rec: RecordEvents) -> tuple[list[nedc.Span], list[nedc.Span], f
     return ref, hyp, ref[-1][1]
 
 
-def score_events(records: Sequence[RecordEvents], *, per_record: bool = False) -> dict[str, object]:
+def szcore_scorer_row(figures: dict[str, object]) -> dict[str, float | None]:
+    """SzCORE's event-based pooled figures under the project's key names: the ``szcore``
+    scorer of results tables and threshold sweeps (``fpRate`` -> ``fp_per_24h``)."""
+    pooled = figures["szcore_evaluation_pooled"]["event_results"]  # type: ignore[index]
+    return {
+        "sensitivity": pooled["sensitivity"],
+        "precision": pooled["precision"],
+        "f1": pooled["f1"],
+        "fp_per_24h": pooled["fpRate"],
+    }
+
+
+def score_events(
+    records: Sequence[RecordEvents],
+    *,
+    per_record: bool = False,
+    szcore_recordings: Sequence[szcore.SzcoreRecording] | None = None,
+) -> dict[str, object]:
     """NEDC OVLP/TAES and SzCORE figures of the seizure label over ``records``.
 
     With ``per_record`` the result also has ``"records"``: per record its id and OVLP/TAES
-    counts (seizure label).
+    counts (seizure label). SzCORE scores each record as its written events.tsv pair would
+    be scored, unless ``szcore_recordings`` gives the recordings as read from such files.
     """
     ovlp_total, taes_total, duration = nedc.Counts(), nedc.Counts(), 0.0
-    rows, sz_counts = [], []
+    rows, sz_records = [], []
     for rec in records:
         ref, hyp, rec_duration = _nedc_record(rec)
         ovlp, taes = nedc.score_spans(ref, hyp, "seiz")
         ovlp_total, taes_total = ovlp_total + ovlp, taes_total + taes
         duration += rec_duration
-        seiz_ref = [Event(a, b) for a, b, lab in ref if lab == "seiz"]
-        seiz_hyp = [Event(a, b) for a, b, lab in hyp if lab == "seiz"]
-        sz_counts.append(szcore.score_record(seiz_ref, seiz_hyp, rec.duration_s))
+        if szcore_recordings is None:
+            sz_records.append(
+                szcore.recording_from_events(rec.subject, rec.ref, rec.hyp, rec.duration_s)
+            )
         if per_record:
             rows.append({"record_id": rec.record_id, "ovlp": vars(ovlp), "taes": vars(taes)})
-    pooled, per_subject = szcore.summarize(sz_counts, [r.subject for r in records])
+    official = szcore.szcore_figures(sz_records if szcore_recordings is None else szcore_recordings)
     result: dict[str, object] = {
         "n_records": len(records),
         "duration_s": duration,
         "ovlp": ovlp_total.summary(duration),
         "taes": taes_total.summary(duration),
-        "szcore": pooled,
-        "szcore_per_subject": per_subject,
+        "szcore": szcore_scorer_row(official),
+        **official,
     }
     if per_record:
         result["records"] = rows
@@ -305,27 +325,37 @@ def score_tracks(
     return result
 
 
+#: W&B / logger names of the official SzCORE blocks: (result key, averaging in the name).
+_SZCORE_BLOCKS = (("szcore_evaluation", "subject"), ("szcore_evaluation_pooled", "pooled"))
+_SZCORE_NAMES = {"sensitivity": "sensitivity", "precision": "precision", "f1": "f1",
+                 "fpRate": "fp_per_24h"}  # fmt: skip
+
+
 def flatten(result: dict[str, object], stage: str) -> dict[str, float]:
     """``stage/name`` metrics of a result (``val/auroc``, ``val/sens_at_10fa``, ...).
 
-    Undefined figures are left out, except ``sens_at_<k>fa``, which is 0.0 when no
-    threshold of the grid reaches ``k`` FA/24h (no operating point is credited), so that
-    early stopping and checkpointing always find the key.
+    NEDC: ``<stage>/ovlp_sensitivity``, ``<stage>/taes_fa_per_24h``, ... SzCORE, with the
+    scoring mode and the averaging in the name: ``<stage>/szcore_event_subject_f1`` (the
+    leaderboard figure: event-based, mean over subjects), ``..._event_pooled_...``,
+    ``..._sample_subject_...``, ``..._sample_pooled_...``, each of ``sensitivity``,
+    ``precision``, ``f1`` and ``fp_per_24h``. Undefined figures are left out, except
+    ``sens_at_<k>fa``, which is 0.0 when no threshold of the grid reaches ``k`` FA/24h (no
+    operating point is credited), so that early stopping and checkpointing always find the key.
     """
     out: dict[str, float] = {}
     if result.get("auroc") is not None:
         out[f"{stage}/auroc"] = float(result["auroc"])  # type: ignore[arg-type]
-    for scorer_name in ("ovlp", "taes", "szcore", "szcore_per_subject"):
+    for scorer_name in ("ovlp", "taes"):
         figures = result.get(scorer_name) or {}
         for name, value in figures.items():  # type: ignore[attr-defined]
-            if value is not None and name in {
-                "sensitivity",
-                "precision",
-                "f1",
-                "fa_per_24h",
-                "fp_per_24h",
-            }:
+            if value is not None and name in {"sensitivity", "fa_per_24h"}:
                 out[f"{stage}/{scorer_name}_{name}"] = float(value)
+    for key, averaging in _SZCORE_BLOCKS:
+        block = result.get(key) or {}
+        for mode in ("sample", "event"):
+            for name, value in (block.get(f"{mode}_results") or {}).items():  # type: ignore[attr-defined]
+                if name in _SZCORE_NAMES and value is not None:
+                    out[f"{stage}/szcore_{mode}_{averaging}_{_SZCORE_NAMES[name]}"] = float(value)
     for key, point in (result.get("sens_at_fa") or {}).items():  # type: ignore[attr-defined]
         out[f"{stage}/sens_at_{key}fa"] = float(point["sensitivity"]) if point else 0.0
         if point:

@@ -102,8 +102,15 @@ def format_sweep_summary(
     rows: list[dict[str, Any]], fa_targets: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0)
 ) -> str:
     """Markdown: every job (sensitivity in %, FA per 24 h), then the best per FA target."""
-    head = "| job | overrides | OVLP sens % | OVLP FA/24h | TAES sens % | TAES FA/24h | SzCORE sens % | SzCORE FA/24h |"
-    lines = ["## All combinations (overrides that differ between jobs)", "", head, "|" + "---|" * 8]
+    head = "| job | overrides | OVLP sens % | OVLP FA/24h | TAES sens % | TAES FA/24h | SzCORE sens % | SzCORE FP/24h |"
+    lines = [
+        "## All combinations (overrides that differ between jobs)",
+        "",
+        "SzCORE: the official event-based figures, pooled over records.",
+        "",
+        head,
+        "|" + "---|" * 8,
+    ]
     shown = {
         r["job"]: " ".join(o) or "(none)"
         for r, o in zip(rows, varying_overrides(rows), strict=True)

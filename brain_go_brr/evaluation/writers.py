@@ -17,18 +17,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from brain_go_brr.annotations import SEIZURE_LABELS, Event, write_csv_bi
-from brain_go_brr.io import atomic_write_text
-
-EVENTS_TSV_COLUMNS = (
-    "onset",
-    "duration",
-    "eventType",
-    "confidence",
-    "channels",
-    "dateTime",
-    "recordingDuration",
+from brain_go_brr.annotations import (
+    EVENTS_TSV_COLUMNS,
+    Event,
+    events_tsv_rows,
+    write_csv_bi,
 )
+from brain_go_brr.io import atomic_write_text
 
 
 def write_hyp_csv_bi(
@@ -51,16 +46,10 @@ def format_events_tsv(
     and does not score it).
     """
     stamp = (date_time or datetime(1970, 1, 1)).strftime("%Y-%m-%d %H:%M:%S")
-    rows = []
-    for e in sorted(e for e in events if e.label in SEIZURE_LABELS):
-        start, stop = max(0.0, e.start_s), min(duration_s, e.stop_s)
-        if stop > start:
-            rows.append((start, stop - start, "sz", f"{e.confidence:.2f}"))
-    if not rows:
-        rows.append((0.0, duration_s, "bckg", "n/a"))
+    rows, recording = events_tsv_rows(list(events), duration_s)
     lines = ["\t".join(EVENTS_TSV_COLUMNS)]
     lines += [
-        f"{onset:.2f}\t{dur:.2f}\t{kind}\t{conf}\t{channels}\t{stamp}\t{duration_s:.2f}"
+        f"{onset}\t{dur}\t{kind}\t{conf}\t{channels}\t{stamp}\t{recording}"
         for onset, dur, kind, conf in rows
     ]
     return "\n".join(lines) + "\n"
