@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,7 @@ HEADER = "onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingD
 OURS = """
 import json, resource, sys, time
 from pathlib import Path
+from typing import Any
 t0 = time.perf_counter()
 from brain_go_brr.evaluation.cli import score_tsv_trees
 t1 = time.perf_counter()
@@ -104,8 +106,8 @@ def write_trees(root: Path, seed: int = 0) -> tuple[Path, Path, int]:
     return root / "ref", root / "hyp", n_seizures
 
 
-def _run(python: str, code: str, ref: Path, hyp: Path, repeat: int) -> dict[str, float]:
-    best: dict[str, float] = {}
+def _run(python: str, code: str, ref: Path, hyp: Path, repeat: int) -> dict[str, Any]:
+    best: dict[str, Any] = {}
     for _ in range(repeat):
         t0 = time.perf_counter()
         done = subprocess.run(

@@ -1,7 +1,17 @@
 """The 19 channels of the 10-20 system in the SzCORE / EpilepsyBench order, and name rules.
 
-TUSZ names channels like ``EEG FP1-REF`` (``01_tcp_ar``, ``03_tcp_ar_a``) or ``EEG FP1-LE``
-(``02_tcp_le``); older 10-10 names (T7, T8, P7, P8) alias the 10-20 ones (T3, T4, T5, T6).
+Label styles in the field's files, all read as the same 19 electrodes:
+
+- TUSZ: ``EEG FP1-REF`` (``01_tcp_ar``, ``03_tcp_ar_a``) or ``EEG FP1-LE`` (``02_tcp_le``);
+- SzCORE's benchmark input and ``epilepsy2bids``: ``Fp1-Avg``;
+- Siena: ``EEG Fp1``; SeizeIT1: bare ``Fp1``;
+- other reference suffixes: ``-Ref``, ``-AR``, ``-CAR``, ``-Av``, ear and mastoid references
+  (``-A1``, ``-A2``, ``-A1A2``, ``-M1``, ``-M2``, ``-LM``);
+- any case, and the 10-10 names T7, T8, P7, P8 for T3, T4, T5, T6.
+
+A label that is the difference of two electrodes (CHB-MIT's double banana ``FP1-F7``) is a
+bipolar derivation, not an electrode: :func:`bipolar_labels` finds those, so that a
+recording holding only them is refused with that reason.
 """
 
 from __future__ import annotations
@@ -44,7 +54,9 @@ DEFAULT_ALIASES: Mapping[str, str] = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": 
 
 _UPPER = {name.upper(): name for name in CHANNELS}
 _PREFIX = re.compile(r"^(EEG)\s*", re.IGNORECASE)
-_SUFFIX = re.compile(r"-(REF|LE|AR|AVG)$", re.IGNORECASE)
+_SUFFIX = re.compile(r"-(REF|LE|AR|AVG|AV|CAR|A1|A2|A1A2|A12|M1|M2|LM)$", re.IGNORECASE)
+# An electrode name of the 10-10 / 10-20 systems (FP1, FT10, CPZ, T7, A1, ...).
+_ELECTRODE = re.compile(r"^(NZ|FP|AF|FC|FT|CP|TP|PO|F|C|T|P|O|I|A|M)(Z|\d{1,2})$", re.IGNORECASE)
 
 
 def canonical_name(raw: str, aliases: Mapping[str, str] = DEFAULT_ALIASES) -> str | None:
@@ -69,3 +81,23 @@ def map_channels(
         if canon is not None and canon not in found:
             found[canon] = raw
     return found
+
+
+def bipolar_labels(raw_names: Iterable[str]) -> list[str]:
+    """The labels that are differences of two electrodes (``FP1-F7``, ``EEG T7-P7``).
+
+    Reference suffixes (``-REF``, ``-Avg``, ``-A1``, ...) are references, not electrodes of a
+    pair, so ``Fp1-A1`` is not bipolar.
+    """
+    out = []
+    for raw in raw_names:
+        label = _PREFIX.sub("", raw.strip()).replace(" ", "")
+        first, sep, second = label.partition("-")
+        if (
+            sep
+            and _ELECTRODE.match(first)
+            and _ELECTRODE.match(second)
+            and not _SUFFIX.search(label)
+        ):
+            out.append(raw.strip())
+    return out

@@ -32,7 +32,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from brain_go_brr.data.channels import CHANNELS, DEFAULT_ALIASES, map_channels
+from brain_go_brr.data.channels import CHANNELS, DEFAULT_ALIASES, bipolar_labels, map_channels
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +274,15 @@ def read_edf(
     path = Path(path)
     header = read_header(path)
     found = map_channels(header.labels, DEFAULT_ALIASES if aliases is None else aliases)
+    bipolar = bipolar_labels(header.labels)
+    if len(bipolar) >= 2 and len(found) < len(CHANNELS) - len(interpolate_missing):
+        shown = ", ".join(bipolar[:4]) + (", ..." if len(bipolar) > 4 else "")
+        raise RecordSkipped(
+            f"{path}: bipolar montage ({len(bipolar)} derivations: {shown}); the model needs "
+            f"the 19 referential electrodes {' '.join(CHANNELS)}, which electrode differences "
+            "such as CHB-MIT's double banana cannot give back; exclude the file or use a "
+            "referential export of the recording"
+        )
     if not found:
         raise RecordSkipped(
             f"{path}: no EEG channels of the 10-20 system (found: {', '.join(header.labels)}); "
@@ -317,6 +326,20 @@ def read_edf(
             "physical and digital ranges); fix the file or exclude it"
         )
     flat = [label for label, r in zip(raw_labels, spread, strict=True) if r == 0]
+    # A flat channel that may be missing is treated as missing: converters such as
+    # epilepsy2bids write an absent Fz or Pz as zeros.
+    flat_ok = [
+        name
+        for name, label in zip(present, raw_labels, strict=True)
+        if label in flat and name in interpolate_missing
+    ]
+    flat_notes = [
+        f"channel {found[name]} is flat (all samples equal: absent in the source?); "
+        f"interpolated like a missing {name}"
+        for name in flat_ok
+    ]
+    flat = [label for label in flat if label not in {found[n] for n in flat_ok}]
+    missing = tuple(name for name in CHANNELS if name in missing or name in flat_ok)
     if flat:
         raise RecordSkipped(
             f"{path}: flat channel {', '.join(flat)} (zero variance over the whole recording); "
@@ -325,7 +348,7 @@ def read_edf(
     if missing:
         # The missing rows are still zero, and so are their weights: they add nothing.
         data_uv[[CHANNELS.index(name) for name in missing]] = spline_weights(missing) @ data_uv
-    notes = [*header.repairs, *mne_warnings]
+    notes = [*header.repairs, *flat_notes, *mne_warnings]
     for note in notes:
         log.warning("%s: %s", path, note)
     return EdfRecording(

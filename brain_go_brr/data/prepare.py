@@ -1,12 +1,18 @@
-"""``brain-go-brr prepare``: a TUSZ-layout tree -> the window cache (layout in cache.py).
+"""``brain-go-brr prepare``: a TUSZ or BIDS tree -> the window cache (layout in cache.py).
 
 ::
 
-    brain-go-brr prepare --root TUSZ_ROOT --cache CACHE [--workers N] [--splits train dev]
+    brain-go-brr prepare --root ROOT --cache CACHE [--workers N] [--splits train dev]
                          [--limit N] [--set KEY=VALUE ...] [--quiet]
+                         [--split-by auto|participants|subjects|fractions|all]
+                         [--fractions 0.6 0.2 0.2] [--split-seed 0] [--all-split eval]
+                         [--subjects SPLIT=sub-01,sub-02 ...]
 
-``TUSZ_ROOT`` holds ``edf/{train,dev,eval}/<patient>/<session>/<montage>/*.edf`` with the
-``.csv_bi`` (or ``.csv``) label files beside each EDF. Each EDF goes through
+``ROOT`` is either TUSZ v2.0.3 (``edf/{train,dev,eval}/<patient>/<session>/<montage>/*.edf``
+with the ``.csv_bi`` (or ``.csv``) label files beside each EDF; the split is the folder), or
+a BIDS-EEG dataset, recognised by its ``dataset_description.json``
+(``sub-XX/ses-YY/eeg/*_eeg.edf`` with ``*_events.tsv`` beside each; the subject is the
+patient and the split comes from :mod:`brain_go_brr.data.bids`). Each EDF goes through
 :func:`brain_go_brr.data.preprocess.load_record` in a pool of processes, one record per
 task; a finished record is written at once as a shard keyed by its path, the size and
 mtime of the EDF and its label files, and the preprocessing fingerprint. Then:
@@ -26,12 +32,15 @@ When every record is done, each changed split is packed into its memory-mapped a
                   "interpolated": [channel names]}],
      "totals": {"<split>": {"records", "skipped", "hours", "seizure_hours"}}}
 
-``path`` is relative to ``TUSZ_ROOT``; seizure figures are after clipping to the recording;
-``records`` counts the cached records of a split, ``skipped`` the skipped ones.
+``path`` is relative to ``ROOT``; seizure figures are after clipping to the recording;
+``records`` counts the cached records of a split, ``skipped`` the skipped ones. The report
+also has ``"source": {"layout": "tusz" | "bids", "split_method": "...",
+"unassigned_subjects": [...]}``: how the splits were made, and the BIDS subjects that a
+``subjects`` split left out.
 
 For Hydra entry points, :func:`ensure_prepared` takes a ``conf/data/*.yaml`` config: for
 ``data=synthetic`` it generates the corpus and prepares it on first use (a no-op later);
-for ``data=tusz`` it needs ``data.root``.
+for ``data=tusz`` and ``data=bids`` it needs ``data.root``.
 """
 
 from __future__ import annotations
@@ -56,6 +65,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from brain_go_brr.annotations import events_tsv_path
+from brain_go_brr.data.bids import (
+    SPLIT_METHODS,
+    BidsError,
+    BidsSplitConfig,
+    assign_splits,
+    find_recordings,
+    is_bids_root,
+)
+from brain_go_brr.data.bids import SPLITS as BIDS_SPLITS
 from brain_go_brr.data.cache import (
     SHARDS_DIR,
     SplitCache,
@@ -71,6 +90,9 @@ from brain_go_brr.paths import default_cache_root
 
 SPLITS: tuple[str, ...] = ("train", "dev", "eval")
 REPORT_NAME = "prepare_report.json"
+#: Version of the rules that skip a record; a remembered skip of older rules is retried.
+#: 2: flat Fz/Pz are interpolated, not skipped; bipolar montages get their own reason.
+SKIP_RULES = 2
 
 
 @dataclass(frozen=True)
@@ -116,22 +138,59 @@ def _file_stamp(path: Path) -> str:
 def record_key(edf: Path, rel_path: str, fingerprint: str) -> str:
     """Key of a record's prepared form: changes when the EDF, its labels or the settings do."""
     stamps = [_file_stamp(edf.with_suffix(s)) for s in (".edf", ".csv_bi", ".csv")]
+    tsv = events_tsv_path(edf)
+    if tsv is not None:  # BIDS: the events.tsv (TUSZ keys stay as they were)
+        stamps.append(_file_stamp(tsv))
     text = "|".join([rel_path, *stamps, fingerprint])
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
 def scan(
-    root: Path, splits: Sequence[str], fingerprint: str, limit: int | None = None
-) -> list[SourceRecord]:
-    """The EDF files of ``root/edf/<split>/`` (sorted by path; first ``limit`` per split).
+    root: Path,
+    splits: Sequence[str],
+    fingerprint: str,
+    limit: int | None = None,
+    bids: BidsSplitConfig | None = None,
+) -> tuple[list[SourceRecord], dict[str, Any]]:
+    """The EDF files of ``root`` (sorted by path; first ``limit`` per split), and a
+    description of the source for the report (``layout``, ``split_method``, ...).
 
-    Raises PrepareError when a patient appears in two splits, naming the patient.
+    A BIDS root (``dataset_description.json``) is split by ``bids``; a TUSZ root by its
+    ``edf/<split>/`` folders. Raises PrepareError when a patient appears in two splits,
+    naming the patient, or when the tree cannot be read as either.
     """
+    if is_bids_root(root):
+        sources, info = _scan_bids(root, splits, fingerprint, limit, bids or BidsSplitConfig())
+    else:
+        sources, info = (
+            _scan_tusz(root, splits, fingerprint, limit),
+            {
+                "layout": "tusz",
+                "split_method": "the edf/<split>/ folders of TUSZ v2.0.3",
+                "unassigned_subjects": [],
+            },
+        )
+    first_seen: dict[str, SourceRecord] = {}
+    for src in sources:
+        other = first_seen.setdefault(src.patient, src)
+        if other.split != src.split:
+            raise PrepareError(
+                f"patient {src.patient} appears in two splits: {other.rel_path} ({other.split}) "
+                f"and {src.rel_path} ({src.split}); splits must be patient-disjoint, so move "
+                "or remove that patient's files in one of them"
+            )
+    return sources, info
+
+
+def _scan_tusz(
+    root: Path, splits: Sequence[str], fingerprint: str, limit: int | None
+) -> list[SourceRecord]:
     edf_dir = root / "edf"
     if not edf_dir.is_dir():
         raise PrepareError(
-            f"{root}: no 'edf' folder; --root must be the TUSZ v2.0.3 folder that holds "
-            "edf/train, edf/dev and edf/eval (or a tree written by 'brain-go-brr synth')"
+            f"{root}: no 'edf' folder and no dataset_description.json; --root must be the "
+            "TUSZ v2.0.3 folder that holds edf/train, edf/dev and edf/eval (or a tree written "
+            "by 'brain-go-brr synth'), or the top of a BIDS dataset"
         )
     sources: list[SourceRecord] = []
     for split in splits:
@@ -147,16 +206,35 @@ def scan(
             f"{edf_dir}: no .edf files under {', '.join(f'edf/{s}' for s in splits)}; "
             "check --root and --splits"
         )
-    first_seen: dict[str, SourceRecord] = {}
-    for src in sources:
-        other = first_seen.setdefault(src.patient, src)
-        if other.split != src.split:
-            raise PrepareError(
-                f"patient {src.patient} appears in two splits: {other.rel_path} ({other.split}) "
-                f"and {src.rel_path} ({src.split}); TUSZ splits are patient-disjoint, so move "
-                "or remove that patient's files in one of them"
-            )
     return sources
+
+
+def _scan_bids(
+    root: Path, splits: Sequence[str], fingerprint: str, limit: int | None, cfg: BidsSplitConfig
+) -> tuple[list[SourceRecord], dict[str, Any]]:
+    try:
+        recordings = find_recordings(root)
+        split_of, method = assign_splits(root, recordings, cfg)
+    except BidsError as exc:
+        raise PrepareError(str(exc)) from None
+    per_split: dict[str, list[SourceRecord]] = {split: [] for split in splits}
+    for rec in recordings:
+        split = split_of.get(rec.subject)
+        if split not in per_split:
+            continue
+        rel = rec.path.relative_to(root).as_posix()
+        per_split[split].append(
+            SourceRecord(rec.path, rel, split, rec.subject, record_key(rec.path, rel, fingerprint))
+        )
+    sources = [src for split in splits for src in per_split[split][:limit]]
+    if not sources:
+        counts = {s: sum(1 for v in split_of.values() if v == s) for s in ("train", "dev", "eval")}
+        raise PrepareError(
+            f"{root}: no recording in split(s) {', '.join(splits)} (subjects per split with "
+            f"{method}: {counts}); check --splits, or split with --split-by"
+        )
+    unassigned = sorted({r.subject for r in recordings} - set(split_of))
+    return sources, {"layout": "bids", "split_method": method, "unassigned_subjects": unassigned}
 
 
 # ----------------------------------------------------------------------------- one record
@@ -164,7 +242,7 @@ def scan(
 
 def _skip_outcome(src: SourceRecord, reason: str) -> dict[str, Any]:
     return {"key": src.key, "path": src.rel_path, "split": src.split, "patient": src.patient,
-            "reason": reason}  # fmt: skip
+            "reason": reason, "rules": SKIP_RULES}  # fmt: skip
 
 
 def process_record(src: SourceRecord, cfg: PreprocessConfig, shards_dir: Path) -> dict[str, Any]:
@@ -261,6 +339,7 @@ def build_report(
     sources: Sequence[SourceRecord],
     metas: Mapping[str, dict[str, Any]],
     skips: Mapping[str, dict[str, Any]],
+    source_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``prepare_report.json`` contents for ``sources`` (ok metas and skip outcomes by key)."""
     records: list[dict[str, Any]] = []
@@ -283,7 +362,7 @@ def build_report(
             }  # fmt: skip
             tot["skipped"] += 1
         records.append(entry)
-    return {"records": records, "totals": totals}
+    return {"source": dict(source_info or {}), "records": records, "totals": totals}
 
 
 def prepare(
@@ -296,29 +375,49 @@ def prepare(
     limit: int | None = None,
     progress: bool = True,
     console: Console | None = None,
+    bids: BidsSplitConfig | None = None,
 ) -> PrepareSummary:
-    """Bring ``cache_dir`` up to date with the tree at ``root`` (see the module docstring)."""
+    """Bring ``cache_dir`` up to date with the tree at ``root`` (see the module docstring).
+
+    ``bids`` chooses the splits of a BIDS root (default: ``BidsSplitConfig()``, i.e.
+    participants.tsv's split column, else a seeded draw).
+    """
     root, cache_dir = Path(root), Path(cache_dir)
     cfg = cfg or PreprocessConfig()
     console = console or Console(stderr=True, quiet=not progress, soft_wrap=True)
     fingerprint = cfg.fingerprint()
-    sources = scan(root, splits, fingerprint, limit)
+    sources, source_info = scan(root, splits, fingerprint, limit, bids)
+    if source_info["layout"] == "bids":
+        console.print(f"BIDS dataset {root}: splits from {source_info['split_method']}")
     shards_dir = cache_dir / SHARDS_DIR
     with _locked(cache_dir):
         shards_dir.mkdir(parents=True, exist_ok=True)
+        # A BIDS split assignment can change between runs: every requested split is then
+        # rewritten, so that no subject stays behind in a split it has left.
+        split_names = sorted({s.split for s in sources})
+        if source_info["layout"] == "bids":
+            split_names = sorted(set(split_names) | set(splits))
         packed: dict[str, dict[str, dict[str, Any]]] = {}  # split -> key -> meta
-        for split in {s.split for s in sources}:
+        for split in split_names:
             index = read_index(cache_dir / split)
             packed[split] = {m["key"]: m for m in index["records"]} if index else {}
         skips: dict[str, dict[str, Any]] = {}
         todo: list[SourceRecord] = []
         reused = 0
+        moved = _packed_elsewhere(cache_dir, sources, packed)
         for src in sources:
             skip_file = shards_dir / f"{src.key}.skip.json"
+            if src.key in moved:  # packed in another split before: keep it as a shard
+                old_split, i, meta = moved[src.key]
+                old = SplitCache(cache_dir, old_split)
+                write_shard(shards_dir / f"{src.key}.npz", old.signals(i), old.labels(i), meta)
             if src.key in packed[src.split] or (shards_dir / f"{src.key}.npz").exists():
                 reused += 1
-            elif skip_file.exists():
-                skips[src.key] = json.loads(skip_file.read_text())
+            elif (
+                skip_file.exists()
+                and (known := json.loads(skip_file.read_text())).get("rules") == SKIP_RULES
+            ):
+                skips[src.key] = known
             else:
                 todo.append(src)
 
@@ -336,10 +435,12 @@ def prepare(
         t_processed = time.perf_counter()
         metas: dict[str, dict[str, Any]] = {}
         packed_splits: list[str] = []
-        for split in sorted({s.split for s in sources}):
+        for split in split_names:
             wanted = [s for s in sources if s.split == split and s.key not in skips]
             index = read_index(cache_dir / split)
             old_keys = [m["key"] for m in index["records"]] if index else None
+            if old_keys is None and not any(s.split == split for s in sources):
+                continue  # a BIDS split without subjects, never prepared: leave it absent
             split_metas: list[dict[str, Any]] = []
             for src in wanted:
                 if src.key in packed[split]:
@@ -353,11 +454,16 @@ def prepare(
                 packed_splits.append(split)
 
         report_path = cache_dir / REPORT_NAME
-        noop = not todo and not packed_splits and report_path.exists()
+        noop = (
+            not todo
+            and not packed_splits
+            and report_path.exists()
+            and json.loads(report_path.read_text()).get("source") == source_info
+        )
         if noop:
             console.print(f"cache {cache_dir} is up to date: nothing changed, nothing to do")
         else:
-            atomic_write_json(report_path, build_report(sources, metas, skips))
+            atomic_write_json(report_path, build_report(sources, metas, skips, source_info))
             _remove_stale(shards_dir, keep={s.key for s in sources if s.key in skips})
             console.print(
                 f"cache {cache_dir}: {len(metas)} records ready, {len(skips)} skipped, "
@@ -395,6 +501,25 @@ def _pack(
         return signals, labels
 
     pack_split(cache_dir / split, metas, load, fingerprint=fingerprint)
+
+
+def _packed_elsewhere(
+    cache_dir: Path,
+    sources: Sequence[SourceRecord],
+    packed: Mapping[str, Mapping[str, dict[str, Any]]],
+) -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """Records now in one split and packed in another (a BIDS split that changed):
+    key -> (old split, position there, meta), so they move without being prepared again."""
+    wanted = {src.key for src in sources if src.key not in packed[src.split]}
+    found: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    for split_dir in sorted(p for p in cache_dir.iterdir() if (p / "index.json").is_file()):
+        index = read_index(split_dir)
+        for i, meta in enumerate(index["records"] if index else []):
+            if meta["key"] in wanted:
+                found[meta["key"]] = (
+                    split_dir.name, i, {k: v for k, v in meta.items() if k != "offset"}
+                )  # fmt: skip
+    return found
 
 
 def _remove_stale(shards_dir: Path, keep: set[str]) -> None:
@@ -436,7 +561,8 @@ def ensure_prepared(data_cfg: Mapping[str, Any]) -> Path:
     ``source: synthetic`` generates the corpus (``synthetic.n_patients/hours/seed``) under
     :func:`brain_go_brr.paths.default_cache_root` on first use, then prepares it; later calls
     find everything in place and return at once. ``source: tusz`` prepares ``root`` (a
-    TUSZ v2.0.3 folder) and stops with instructions when ``root`` is unset or wrong.
+    TUSZ v2.0.3 folder) and ``source: bids`` a BIDS dataset (split by ``bids.*``); both stop
+    with instructions when ``root`` is unset or wrong.
     """
     cfg = plain_config(data_cfg)
     source = cfg.get("source")
@@ -477,9 +603,31 @@ def ensure_prepared(data_cfg: Mapping[str, Any]) -> Path:
             if cfg.get("cache_dir")
             else default_cache_root() / "tusz"
         )
+    elif source == "bids":
+        if not cfg.get("root"):
+            raise PrepareError(
+                "data=bids needs the dataset location: pass data.root=/path/to/bids_dataset "
+                "(the folder holding dataset_description.json and sub-*/), e.g. a corpus "
+                "converted by epilepsy2bids or written by 'brain-go-brr synth --layout bids'"
+            )
+        root = Path(str(cfg["root"])).expanduser()
+        if not is_bids_root(root):
+            raise PrepareError(
+                f"data.root={root} has no dataset_description.json; point data.root at the "
+                "top folder of a BIDS dataset (it holds dataset_description.json and sub-*/)"
+            )
+        cache_dir = (
+            Path(str(cfg["cache_dir"])).expanduser()
+            if cfg.get("cache_dir")
+            else default_cache_root() / "bids" / root.resolve().name
+        )
     else:
-        raise PrepareError(f"data.source must be 'synthetic' or 'tusz', got {source!r}")
-    prepare(root, cache_dir, preprocess, splits=splits, workers=workers, progress=True)
+        raise PrepareError(f"data.source must be 'synthetic', 'tusz' or 'bids', got {source!r}")
+    try:
+        bids = BidsSplitConfig.from_dict(cfg.get("bids")) if source == "bids" else None
+    except BidsError as exc:
+        raise PrepareError(str(exc)) from None
+    prepare(root, cache_dir, preprocess, splits=splits, workers=workers, progress=True, bids=bids)
     return cache_dir
 
 
@@ -497,7 +645,12 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", required=True, type=Path, help="TUSZ v2.0.3 folder (holds edf/)")
+    parser.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help="TUSZ v2.0.3 folder (holds edf/) or BIDS dataset (holds dataset_description.json)",
+    )
     parser.add_argument("--cache", required=True, type=Path, help="cache folder to create/update")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
@@ -516,10 +669,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "'preprocess'), e.g. --set reference=none; repeatable",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    bids = parser.add_argument_group("BIDS splits (a TUSZ root is split by its edf/ folders)")
+    bids.add_argument(
+        "--split-by",
+        choices=SPLIT_METHODS,
+        default="auto",
+        help="auto (default): participants.tsv's split column if any, else the --subjects "
+        "lists if given, else a seeded draw by --fractions; all: every subject in --all-split",
+    )
+    bids.add_argument(
+        "--fractions", type=float, nargs=3, default=[0.6, 0.2, 0.2], metavar=("TRAIN", "DEV", "EVAL"),
+        help="shares of subjects for the seeded draw (default 0.6 0.2 0.2)",
+    )  # fmt: skip
+    bids.add_argument("--split-seed", type=int, default=0, help="seed of the draw (default 0)")
+    bids.add_argument(
+        "--all-split", choices=BIDS_SPLITS, default="eval", help="split of --split-by all"
+    )
+    bids.add_argument(
+        "--subjects",
+        action="append",
+        default=[],
+        metavar="SPLIT=sub-01,sub-02",
+        help="the subjects of a split (repeatable; subjects in no list are left out)",
+    )
+
+
+def _bids_config(args: argparse.Namespace) -> BidsSplitConfig:
+    subjects: dict[str, list[str]] = {}
+    for item in args.subjects:
+        split, sep, names = item.partition("=")
+        if not sep:
+            raise BidsError(f"--subjects {item!r}: expected SPLIT=sub-01,sub-02")
+        subjects.setdefault(split.strip(), []).extend(n.strip() for n in names.split(",") if n)
+    return BidsSplitConfig(
+        split_by=args.split_by,
+        subjects=subjects,
+        fractions=tuple(args.fractions),
+        seed=args.split_seed,
+        all_split=args.all_split,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = PreprocessConfig.from_dict(_parse_sets(args.settings))
+    try:
+        cfg = PreprocessConfig.from_dict(_parse_sets(args.settings))
+        bids = _bids_config(args)
+    except (ValueError, BidsError) as exc:
+        print(f"brain-go-brr prepare: {exc}", file=sys.stderr)
+        return 1
     try:
         prepare(
             args.root,
@@ -529,6 +726,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             limit=args.limit,
             progress=not args.quiet,
+            bids=bids,
         )
     except PrepareError as exc:
         print(f"brain-go-brr prepare: {exc}", file=sys.stderr)

@@ -32,7 +32,8 @@ transients in every window):
 5. per-channel robust scaling, ``(x - median) / (IQR / 1.349)``, clipped at ±``clip_sigma``,
    the quantiles taken from at most ``scaling_max_samples`` evenly spaced samples.
 
-Labels come from :func:`brain_go_brr.annotations.read_labels` (``.csv_bi``, else ``.csv``), are
+Labels come from :func:`brain_go_brr.annotations.read_labels` (a BIDS ``*_events.tsv``, or
+``.csv_bi``, else ``.csv``), are
 clipped to the recording (with a warning) and become samples in :mod:`brain_go_brr.data.labels`.
 """
 
@@ -342,9 +343,14 @@ def load_record(edf_path: Path, cfg: PreprocessConfig) -> PreparedRecord:
             f"{cfg.min_duration_s} s; lower data.preprocess.min_duration_s to keep it"
         )
     label_notes: list[str] = []
-    if annotation.duration_s is not None and abs(annotation.duration_s - duration_s) > 1.0:
+    # csv_bi durations are TUSZ's own (within a second of the EDF); events.tsv writes the
+    # recording's duration with 2 decimals, so more than rounding is a disagreement.
+    is_tsv = annotation.path.suffix == ".tsv"
+    tolerance_s = 0.006 if is_tsv else 1.0
+    if annotation.duration_s is not None and abs(annotation.duration_s - duration_s) > tolerance_s:
+        what = "recordingDuration" if is_tsv else "annotation duration"
         label_notes.append(
-            f"annotation duration {annotation.duration_s:.4f} s differs from the EDF's "
+            f"{what} {annotation.duration_s:.4f} s differs from the EDF's "
             f"{duration_s:.4f} s; events are clipped to the EDF"
         )
     seizures, clip_notes = clip_events(annotation.seizures(), duration_s)

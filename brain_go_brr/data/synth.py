@@ -1,11 +1,25 @@
-"""A synthetic corpus in the exact TUSZ v2.0.3 layout: ``brain-go-brr synth OUT``.
+"""A synthetic corpus in the exact TUSZ v2.0.3 layout, or as BIDS: ``brain-go-brr synth OUT``.
 
-Layout written under ``OUT``::
+Layout written under ``OUT`` (``--layout tusz``, the default)::
 
     edf/{train,dev,eval}/<patient>/<sNNN_YYYY_MM_DD>/<montage>/<patient>_sNNN_tNNN.edf
                                                               .../<patient>_sNNN_tNNN.csv_bi
                                                               .../<patient>_sNNN_tNNN.csv
     synth_manifest.json
+
+With ``--layout bids`` the same recordings (same signals, same EDF channels and rates, same
+seizures) form a BIDS-EEG dataset as SzCORE reads it::
+
+    dataset_description.json, participants.tsv (participant_id, split), README
+    sub-<patient>/ses-<NNN>/eeg/sub-<patient>_ses-<NNN>_task-szMonitoring_run-<NN>_eeg.edf
+                                                                        ..._events.tsv
+                                                                        ..._eeg.json
+    synth_manifest.json
+
+where the events are SzCORE rows with 2-decimal times and HED-SCORE types (fnsz ->
+``sz_foc``, cpsz -> ``sz_foc_ia``, tcsz -> ``sz_gen_m_tonicClonic``, gnsz -> ``sz_gen``,
+absz -> ``sz_gen_nm_typical``; one ``bckg`` row for a recording without seizures), and
+``participants.tsv`` holds the split, as the epilepsy2bids conversion of TUSZ does.
 
 - Patients: 8 lowercase letters (``aaaaqxkd``); splits are patient-disjoint, about 60/20/20
   by patients, and with ``N >= 3`` every split has at least one patient and one seizure.
@@ -121,8 +135,18 @@ class FilePlan:
 
     @property
     def relpath(self) -> Path:
-        """Path of the EDF relative to the corpus root."""
+        """Path of the EDF relative to the corpus root (TUSZ layout)."""
         return Path("edf", self.split, self.patient, self.session, self.montage, self.stem + ".edf")
+
+    @property
+    def bids_relpath(self) -> Path:
+        """Path of the EDF relative to the corpus root (BIDS layout)."""
+        sub, ses = f"sub-{self.patient}", f"ses-{self.session[1:4]}"
+        run = int(self.stem.rsplit("_t", 1)[1]) + 1
+        return Path(sub, ses, "eeg", f"{sub}_{ses}_task-szMonitoring_run-{run:02d}_eeg.edf")
+
+    def path_in(self, layout: str) -> Path:
+        return self.bids_relpath if layout == "bids" else self.relpath
 
 
 # ---------------------------------------------------------------------------- planning
@@ -519,11 +543,59 @@ def format_csv(
     return "\n".join(lines) + "\n"
 
 
-def _render_and_write(out_dir: str, plan: FilePlan, seed: int) -> dict[str, Any]:
+#: TUSZ seizure type -> SzCORE / HED-SCORE event type, for the BIDS layout.
+HED_TYPES: dict[str, str] = {
+    "fnsz": "sz_foc",
+    "cpsz": "sz_foc_ia",
+    "tcsz": "sz_gen_m_tonicClonic",
+    "gnsz": "sz_gen",
+    "absz": "sz_gen_nm_typical",
+}
+LAYOUTS = ("tusz", "bids")
+
+
+def format_bids_events(
+    seizures: Sequence[SeizureSpec], duration_s: float, start: dt.datetime
+) -> str:
+    """Text of a SzCORE ``*_events.tsv`` for the seizures of one synthetic file."""
+    stamp = start.strftime("%Y-%m-%d %H:%M:%S")
+    rows = [
+        (f"{sz.onset_s:.2f}", f"{sz.offset_s - sz.onset_s:.2f}", HED_TYPES.get(sz.label, "sz"))
+        for sz in sorted(seizures, key=lambda sz: sz.onset_s)
+    ] or [("0.00", f"{duration_s:.2f}", "bckg")]
+    lines = ["onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration"]
+    lines += [f"{a}\t{d}\t{kind}\tn/a\tn/a\t{stamp}\t{duration_s:.2f}" for a, d, kind in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write_bids_top(out: Path, plans: Sequence[FilePlan], seed: int) -> None:
+    """dataset_description.json, participants.tsv (with the split) and README."""
+    atomic_write_json(
+        out / "dataset_description.json",
+        {
+            "Name": f"brain-go-brr synthetic EEG corpus (seed {seed})",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "GeneratedBy": [{"Name": "brain-go-brr synth", "Version": str(GENERATOR_VERSION)}],
+        },
+    )
+    splits = {p.patient: p.split for p in plans}
+    rows = [f"sub-{patient}\t{splits[patient]}" for patient in sorted(splits)]
+    atomic_write_text(out / "participants.tsv", "participant_id\tsplit\n" + "\n".join(rows) + "\n")
+    atomic_write_text(
+        out / "README",
+        "Synthetic EEG written by 'brain-go-brr synth --layout bids': TUSZ-like recordings "
+        "(EDF channel names and rates as in TUSZ) with SzCORE events.tsv labels.\n",
+    )
+
+
+def _render_and_write(
+    out_dir: str, plan: FilePlan, seed: int, layout: str = "tusz"
+) -> dict[str, Any]:
     """Worker: render file ``plan.index`` with its own RNG, write EDF + labels, return its info."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, plan.index)))
     rendered = render_record(plan.spec, rng)
-    edf_path = Path(out_dir) / plan.relpath
+    edf_path = Path(out_dir) / plan.path_in(layout)
     start = dt.datetime.fromisoformat(plan.start)
     write_edf(
         edf_path,
@@ -534,6 +606,20 @@ def _render_and_write(out_dir: str, plan: FilePlan, seed: int) -> dict[str, Any]
         start=start,
     )
     spec = plan.spec
+    if layout == "bids":
+        stem = edf_path.name[: -len("_eeg.edf")]
+        events_text = format_bids_events(spec.seizures, spec.duration_s, start)
+        atomic_write_text(edf_path.with_name(stem + "_events.tsv"), events_text)
+        sidecar = {
+            "TaskName": "szMonitoring",
+            "SamplingFrequency": spec.sfreq,
+            "PowerLineFrequency": 60,
+            "EEGReference": "linked ears" if plan.montage == "02_tcp_le" else "common reference",
+            "RecordingDuration": spec.duration_s,
+            "EEGChannelCount": sum(1 for label in spec.labels if label.startswith("EEG ")),
+        }
+        atomic_write_json(edf_path.with_name(stem + "_eeg.json"), sidecar)
+        return _manifest_entry(plan, rendered, layout)
     events = [Event(sz.onset_s, sz.offset_s, "seiz") for sz in spec.seizures]
     bi = format_csv_bi(events, spec.duration_s, plan.stem, fill_background=plan.fill_background)
     atomic_write_text(edf_path.with_suffix(".csv_bi"), bi)
@@ -545,13 +631,13 @@ def _render_and_write(out_dir: str, plan: FilePlan, seed: int) -> dict[str, Any]
         fill_background=plan.fill_background,
     )
     atomic_write_text(edf_path.with_suffix(".csv"), per_channel)
-    return _manifest_entry(plan, rendered)
+    return _manifest_entry(plan, rendered, layout)
 
 
-def _manifest_entry(plan: FilePlan, rendered: Rendered) -> dict[str, Any]:
+def _manifest_entry(plan: FilePlan, rendered: Rendered, layout: str = "tusz") -> dict[str, Any]:
     spec = plan.spec
     return {
-        "path": plan.relpath.as_posix(),
+        "path": plan.path_in(layout).as_posix(),
         "split": plan.split,
         "patient": plan.patient,
         "session": plan.session,
@@ -594,6 +680,13 @@ def _summary(out_dir: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
     return {"out_dir": str(out_dir), "files": len(entries), "splits": totals}
 
 
+def _corpus_folders(out: Path) -> list[Path]:
+    """The non-empty corpus folders under ``out``: ``edf/`` and BIDS ``sub-*``."""
+    folders = [out / "edf"] if (out / "edf").is_dir() else []
+    folders += sorted(p for p in out.glob("sub-*") if p.is_dir())
+    return [f for f in folders if any(f.iterdir())]
+
+
 def generate_corpus(
     out_dir: str | os.PathLike[str],
     n_patients: int,
@@ -603,32 +696,43 @@ def generate_corpus(
     *,
     overwrite: bool = False,
     progress: bool = False,
+    layout: str = "tusz",
 ) -> dict[str, Any]:
-    """Write a synthetic TUSZ-layout corpus to ``out_dir``; returns a summary per split.
+    """Write a synthetic corpus to ``out_dir``; returns a summary per split.
 
+    ``layout`` is ``"tusz"`` (TUSZ v2.0.3 folders, csv_bi/csv labels) or ``"bids"`` (a
+    BIDS-EEG dataset with SzCORE events.tsv labels); both hold the same recordings.
     ``workers`` processes render files in parallel; the output does not depend on it.
-    An ``out_dir`` that already holds an ``edf/`` tree is refused unless ``overwrite`` (and
-    then only when it is a synthetic corpus: it has ``synth_manifest.json`` or the
-    ``.synth_incomplete.json`` marker of an interrupted run). An interrupted run with the
-    same settings is simply redone in place: the files are deterministic.
+    An ``out_dir`` that already holds a corpus (``edf/`` or ``sub-*``) is refused unless
+    ``overwrite`` (and then only when it is a synthetic corpus: it has ``synth_manifest.json``
+    or the ``.synth_incomplete.json`` marker of an interrupted run). An interrupted run with
+    the same settings is simply redone in place: the files are deterministic.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     out = Path(out_dir)
-    settings = {"n_patients": n_patients, "hours": hours, "seed": seed}
+    settings: dict[str, Any] = {"n_patients": n_patients, "hours": hours, "seed": seed}
+    if layout != "tusz":
+        settings["layout"] = layout
     marker = out / INCOMPLETE
     resuming = marker.exists() and json.loads(marker.read_text()) == settings
-    if (out / "edf").exists() and any((out / "edf").iterdir()) and not resuming:
+    existing = _corpus_folders(out)
+    if existing and not resuming:
         if not overwrite:
             raise FileExistsError(
-                f"{out / 'edf'} already exists; pass --overwrite (overwrite=True) to replace a "
+                f"{existing[0]} already exists; pass --overwrite (overwrite=True) to replace a "
                 "synthetic corpus, or choose an empty OUT"
             )
         if not ((out / MANIFEST).exists() or marker.exists()):
             raise FileExistsError(
-                f"{out} has an edf/ tree but no {MANIFEST}: it is not a synthetic corpus, "
-                "refusing to delete it; choose another OUT"
+                f"{out} has a corpus ({existing[0].name}) but no {MANIFEST}: it is not a "
+                "synthetic corpus, refusing to delete it; choose another OUT"
             )
         (out / MANIFEST).unlink(missing_ok=True)
-        shutil.rmtree(out / "edf")
+        for folder in existing:
+            shutil.rmtree(folder)
+        for name in ("dataset_description.json", "participants.tsv", "README"):
+            (out / name).unlink(missing_ok=True)
     atomic_write_json(marker, settings)
     plans = plan_corpus(n_patients, hours, seed)
     entries: dict[int, dict[str, Any]] = {}
@@ -636,22 +740,27 @@ def generate_corpus(
         task = bar.add_task("synth", total=sum(p.spec.duration_s for p in plans) / 3600.0)
         if workers <= 1:
             for plan in plans:
-                entries[plan.index] = _render_and_write(str(out), plan, seed)
+                entries[plan.index] = _render_and_write(str(out), plan, seed, layout)
                 bar.advance(task, plan.spec.duration_s / 3600.0)
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 # Longest first, so the last file to finish is a short one.
                 ordered = sorted(plans, key=lambda p: -p.spec.duration_s * p.spec.sfreq)
-                futures = {pool.submit(_render_and_write, str(out), p, seed): p for p in ordered}
+                futures = {
+                    pool.submit(_render_and_write, str(out), p, seed, layout): p for p in ordered
+                }
                 for future in as_completed(futures):
                     plan = futures[future]
                     entries[plan.index] = future.result()
                     bar.advance(task, plan.spec.duration_s / 3600.0)
     ordered_entries = [entries[i] for i in range(len(plans))]
     summary = _summary(out, ordered_entries)
+    if layout == "bids":
+        _write_bids_top(out, plans, seed)
     manifest = {
         "generator": "brain_go_brr.data.synth",
         "generator_version": GENERATOR_VERSION,
+        "layout": layout,
         "seed": seed,
         "settings": {"n_patients": n_patients, "hours": hours},
         "totals": summary["splits"],
@@ -720,7 +829,9 @@ def make_recording(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", type=Path, help="output folder (gets edf/ and synth_manifest.json)")
+    parser.add_argument(
+        "out", type=Path, help="output folder (gets edf/ or sub-*/, and synth_manifest.json)"
+    )
     parser.add_argument("--patients", type=int, default=20, help="number of patients (default 20)")
     parser.add_argument("--hours", type=float, default=8.0, help="total EEG hours (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -733,13 +844,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing synthetic corpus in OUT"
     )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="tusz",
+        help="tusz (default): TUSZ v2.0.3 folders with csv_bi/csv; bids: a BIDS-EEG dataset "
+        "with SzCORE events.tsv and participants.tsv splits",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         summary = generate_corpus(
             args.out, args.patients, args.hours, args.seed, args.workers,
-            overwrite=args.overwrite, progress=True,
+            overwrite=args.overwrite, progress=True, layout=args.layout,
         )  # fmt: skip
     except (ValueError, FileExistsError) as exc:
         print(f"brain-go-brr synth: {exc}")

@@ -638,12 +638,18 @@ def write_outputs(
     print(f"results: {out_dir / 'results.md'}\nplots: {plots}")
 
 
-def bids_events_name(record_id: str) -> str:
-    """``aaaaaasf_s001_t000`` -> ``sub-aaaaaasf/ses-s001/eeg/sub-aaaaaasf_ses-s001_task-szMonitoring_run-t000_events.tsv``.
+def bids_events_name(record_id: str, path: str | None = None) -> str:
+    """The relative path of a record's SzCORE ``*_events.tsv``.
 
-    Names that do not follow the TUSZ pattern keep their id as the run label (letters and
-    digits only, as BIDS labels must be) under a session ``ses-01``.
+    A record read from a BIDS dataset keeps its own place: ``sub-01/ses-01/eeg/
+    sub-01_ses-01_task-szMonitoring_run-01_eeg.edf`` -> ``..._run-01_events.tsv``, so the
+    hypothesis tree mirrors the dataset and scores against its own events files. A TUSZ id
+    ``aaaaaasf_s001_t000`` -> ``sub-aaaaaasf/ses-s001/eeg/sub-aaaaaasf_ses-s001_task-
+    szMonitoring_run-t000_events.tsv``; other names keep their id as the run label (letters
+    and digits only, as BIDS labels must be) under a session ``ses-01``.
     """
+    if path is not None and path.startswith("sub-") and path.endswith("_eeg.edf"):
+        return path[: -len("_eeg.edf")] + "_events.tsv"
     parts = record_id.split("_")
     if len(parts) == 3 and parts[1].startswith("s") and parts[2].startswith("t"):
         sub, ses, run = parts
@@ -659,6 +665,6 @@ def _write_szcore_files(
 ) -> None:
     """BIDS ``*_events.tsv`` of the reference and the hypothesis, same relative paths."""
     for rec, hyp in zip(records, hyps, strict=True):
-        name = bids_events_name(rec.record_id)
+        name = bids_events_name(rec.record_id, rec.path)
         write_events_tsv(out_dir / "ref" / name, rec.seizures, rec.duration_s)
         write_events_tsv(out_dir / "hyp" / name, hyp, rec.duration_s)
