@@ -321,3 +321,89 @@ def test_prepare_bids_rejects_a_root_without_recordings(tmp_path: Path) -> None:
     (tmp_path / "sub-01" / "ses-01" / "eeg").mkdir(parents=True)
     with pytest.raises(PrepareError, match=r"no sub-\*/ses-\*/eeg/\*_eeg.edf recordings"):
         prepare(tmp_path, tmp_path / "cache", progress=False)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_a_tusz_trained_model_on_a_bids_corpus_sees_what_it_saw_in_tusz_form(
+    bids_corpus: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Evaluation only (every subject in eval): the same recordings give the same
+    probabilities as through the TUSZ layout, and the hypothesis tree scores against the
+    dataset's own events files with the figures of metrics.json."""
+    from test_evaluate import eval_config, evaluated_run, trained_checkpoint
+
+    from brain_go_brr.evaluation.evaluate import evaluate
+    from brain_go_brr.evaluation.probs import ProbCache
+
+    ckpt, _ = trained_checkpoint(tmp_path_factory)
+    tusz_run, _ = evaluated_run(tmp_path_factory)  # the dev split, TUSZ layout
+    cfg = eval_config(
+        [
+            "data=bids", f"data.root={bids_corpus}", f"data.cache_dir={tmp_path / 'cache'}",
+            "data.bids.split_by=all", "data.eval_stride_s=60", "data.prepare_workers=1",
+            f"ckpt_path={ckpt}", f"out_dir={tmp_path / 'run'}", "split=eval",
+        ]
+    )  # fmt: skip
+    metrics = evaluate(cfg)
+    assert metrics["n_records"] == len(list(bids_corpus.rglob("*_eeg.edf")))
+    tusz_probs = ProbCache.open_existing(tusz_run / "probs")
+    bids_probs = ProbCache.open_existing(tmp_path / "run" / "probs")
+    tusz_paths = {rec.path: rec.record_id for rec in tusz_probs.records.values()}
+    manifest = json.loads((bids_corpus / "synth_manifest.json").read_text())
+    tusz_manifest = json.loads((tiny_corpus(tmp_path_factory) / "synth_manifest.json").read_text())
+    compared = 0
+    for bids_file, tusz_file in zip(manifest["files"], tusz_manifest["files"], strict=True):
+        if tusz_file["path"] in tusz_paths:
+            bids_id = Path(bids_file["path"]).stem
+            np.testing.assert_array_equal(
+                bids_probs.load(bids_id), tusz_probs.load(tusz_paths[tusz_file["path"]])
+            )
+            compared += 1
+    assert compared == len(tusz_paths) > 0
+    # the hypothesis tree mirrors the dataset: score it against the dataset itself
+    hyp = tmp_path / "run" / "szcore" / "hyp"
+    assert {p.relative_to(hyp).as_posix() for p in hyp.rglob("*_events.tsv")} == {
+        p.relative_to(bids_corpus).as_posix() for p in bids_corpus.rglob("*_events.tsv")
+    }
+    out = tmp_path / "scores.json"
+    assert main(["score", str(bids_corpus), str(hyp), "--json", str(out)]) == 0
+    scored = json.loads(out.read_text())
+    for key in ("szcore_evaluation", "szcore_evaluation_pooled"):
+        assert scored[key] == metrics[key], key
+
+
+@pytest.mark.slow
+def test_readme_path_synth_prepare_train_evaluate_score(tmp_path: Path) -> None:
+    """The README's BIDS commands as a new user runs them, each its own process."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    cli = [sys.executable, "-m", "brain_go_brr.cli"]
+
+    def run(args: list[str]) -> str:
+        done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout + done.stderr
+
+    bids, cache = tmp_path / "bids_synth", tmp_path / "bids_cache"
+    run([*cli, "synth", str(bids), "--patients", "4", "--hours", "0.3", "--seed", "5",
+         "--workers", "2", "--layout", "bids"])  # fmt: skip
+    out = run([*cli, "prepare", "--root", str(bids), "--cache", str(cache), "--workers", "2"])
+    assert "splits from the split column of participants.tsv" in out
+    data = ["data=bids", f"data.root={bids}", f"data.cache_dir={cache}", "data.eval_stride_s=60"]
+    run([sys.executable, str(repo / "train.py"), *data, "model=v3_tiny", "hardware=cpu",
+         "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+         "module.plots=false", "run_name=bids_smoke"])  # fmt: skip
+    ckpts = sorted((tmp_path / "runs" / "bids_smoke" / "checkpoints").glob("*.ckpt"))
+    assert ckpts, "training wrote no checkpoint"
+    run([sys.executable, str(repo / "evaluate.py"), *data, "model=v3_tiny", "hardware=cpu",
+         f"ckpt_path={ckpts[0]}", "split=eval", "hydra.run.dir=runs/eval/bids_eval"])  # fmt: skip
+    metrics = json.loads((tmp_path / "runs/eval/bids_eval/metrics.json").read_text())
+    sz = tmp_path / "runs/eval/bids_eval/szcore"
+    run([*cli, "score", str(sz / "ref"), str(sz / "hyp"), "--json", "scores.json"])
+    scored = json.loads((tmp_path / "scores.json").read_text())
+    assert scored["szcore_evaluation"] == metrics["szcore_evaluation"]
+    assert scored["ovlp"]["targets"] == metrics["ovlp"]["targets"] > 0
