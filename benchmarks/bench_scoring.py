@@ -6,8 +6,8 @@
    <= 4 GB peak RSS.
 2. Our OVLP+TAES on the NEDC demo set (``../shared/nedc_demo``) against NEDC v6.0.0 itself
    (its own OVLP and TAES modules, run in a separate Python from a local copy given with
-   ``--nedc DIR``, the folder holding ``lib/`` and ``docs/params``). Each time includes
-   reading the 60 csv_bi files;
+   ``--nedc DIR``, the folder holding ``lib/`` and ``docs/params``) and against
+   ``timescoring`` on the same annotations. Each time includes reading the 60 csv_bi files;
    best of ``--repeat`` runs. Target: >= 10x faster than NEDC. Without ``--nedc`` (NEDC is
    never part of this repository) that comparison is skipped with a note. NEDC needs the
    ``toml`` and ``lxml`` packages, which this project does not depend on: install them
@@ -140,6 +140,20 @@ def _ours(pairs: list[tuple[Path, Path]]) -> tuple[float, float]:
     return hits, fa
 
 
+def _timescoring(pairs: list[tuple[Path, Path]]) -> int:
+    from timescoring import scoring
+    from timescoring.annotations import Annotation
+
+    tp = 0
+    for ref_path, hyp_path in pairs:
+        ref, hyp = read_csv_bi(ref_path), read_csv_bi(hyp_path)
+        assert ref.duration_s is not None
+        n = round(ref.duration_s * 10)
+        spans = [[(e.start_s, e.stop_s) for e in a.seizures()] for a in (ref, hyp)]
+        tp += scoring.EventScoring(Annotation(spans[0], 10, n), Annotation(spans[1], 10, n)).tp
+    return tp
+
+
 def _best(fn: Callable[[], object], repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -154,8 +168,11 @@ def bench_demo(nedc: Path | None, repeat: int) -> str:
         return "### OVLP+TAES on the NEDC demo set\n\nSkipped: ../shared/nedc_demo not found.\n"
     pairs = _demo_pairs()
     t_ours = _best(lambda: _ours(pairs), repeat)
+    t_ts = _best(lambda: _timescoring(pairs), repeat)
     rows = [
         f"| ours (brain_go_brr.evaluation.nedc), OVLP + TAES | {t_ours * 1000:.1f} ms | 1.0x |",
+        f"| timescoring 0.0.7 EventScoring (SzCORE, seizure events only) | {t_ts * 1000:.1f} ms "
+        f"| {t_ts / t_ours:.1f}x |",
     ]
     note = ""
     if nedc is None or not (nedc / "lib").is_dir():

@@ -91,6 +91,23 @@ def test_one_hertz_masks_truncate_to_whole_seconds() -> None:
     assert (n, runs) == (101, ((11, 12),))  # onset written as 11.00, duration 1.00
 
 
+def test_duration_rule_whole_seconds_of_recording_duration(tmp_path: Path) -> None:
+    """n = int(recordingDuration): 100.99 s is 100 one-second samples; a hypothesis is
+    scored when its n matches, whatever its decimals, and as no detection otherwise."""
+    from brain_go_brr.annotations import read_events_tsv
+
+    ref = tmp_path / "ref_events.tsv"
+    ref.write_text(HEADER + "\n" + szcore_kit._row(99.5, 1.49, "sz", 100.99))
+    same_n = tmp_path / "a_events.tsv"
+    same_n.write_text(HEADER + "\n" + szcore_kit._row(99.0, 5.0, "sz", 100.01))
+    other_n = tmp_path / "b_events.tsv"
+    other_n.write_text(HEADER + "\n" + szcore_kit._row(99.0, 5.0, "sz", 101.0))
+    rec, note = szcore.recording_from_files("s", read_events_tsv(ref), read_events_tsv(same_n))
+    assert (rec.n_seconds, rec.ref, rec.hyp, note) == (100, ((99, 100),), ((99, 100),), None)
+    rec, note = szcore.recording_from_files("s", read_events_tsv(ref), read_events_tsv(other_n))
+    assert rec.hyp == () and note is not None and "whole seconds 101 and 100" in note
+
+
 def test_merge_under_90_s_and_cut_over_300_s() -> None:
     assert szcore.merge_and_cut(((0, 10), (99, 110))) == [(0, 110)]  # gap 89 s: merged
     assert szcore.merge_and_cut(((0, 10), (100, 110))) == [(0, 10), (100, 110)]  # gap 90 s
