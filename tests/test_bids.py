@@ -407,3 +407,21 @@ def test_readme_path_synth_prepare_train_evaluate_score(tmp_path: Path) -> None:
     scored = json.loads((tmp_path / "scores.json").read_text())
     assert scored["szcore_evaluation"] == metrics["szcore_evaluation"]
     assert scored["ovlp"]["targets"] == metrics["ovlp"]["targets"] > 0
+
+
+def test_data_bids_composes_tusz_settings_and_says_where_to_point(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from brain_go_brr.data.prepare import ensure_prepared
+    from brain_go_brr.paths import conf_dir
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        bids = compose("train", overrides=["data=bids"]).data
+        tusz = compose("train", overrides=["data=tusz"]).data
+    assert bids.preprocess == tusz.preprocess and bids.window_s == tusz.window_s
+    assert bids.source == "bids" and bids.bids.split_by == "auto"
+    with pytest.raises(PrepareError, match=r"data=bids needs the dataset location"):
+        ensure_prepared(bids)
+    bids.root = str(tmp_path)
+    with pytest.raises(PrepareError, match=r"has no dataset_description\.json"):
+        ensure_prepared(bids)

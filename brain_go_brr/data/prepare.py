@@ -53,7 +53,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -555,6 +555,41 @@ def synthetic_dir(n_patients: int, hours: float, seed: int) -> Path:
     return default_cache_root() / "synthetic" / name
 
 
+# source -> (is the root right?, "needs root" message, "wrong root" message, default cache)
+_GIVEN_ROOTS: dict[str, tuple[Callable[[Path], bool], str, str, Callable[[Path], Path]]] = {
+    "tusz": (
+        lambda root: (root / "edf").is_dir(),
+        "data=tusz needs the corpus location: pass data.root=/path/to/tusz_v2.0.3 (the folder "
+        "holding edf/train, edf/dev, edf/eval), or train on the synthetic corpus with "
+        "data=synthetic",
+        "has no 'edf' folder; point data.root at the TUSZ v2.0.3 folder that holds edf/train, "
+        "edf/dev and edf/eval, or use data=synthetic",
+        lambda root: default_cache_root() / "tusz",
+    ),
+    "bids": (
+        is_bids_root,
+        "data=bids needs the dataset location: pass data.root=/path/to/bids_dataset (the "
+        "folder holding dataset_description.json and sub-*/), e.g. a corpus converted by "
+        "epilepsy2bids or written by 'brain-go-brr synth --layout bids'",
+        "has no dataset_description.json; point data.root at the top folder of a BIDS "
+        "dataset (it holds dataset_description.json and sub-*/)",
+        lambda root: default_cache_root() / "bids" / root.resolve().name,
+    ),
+}
+
+
+def _given_root(cfg: Mapping[str, Any], source: str) -> tuple[Path, Path]:
+    """(root, cache folder) of a corpus the user points at (``data.root``), checked."""
+    is_right, needs, wrong, default_cache = _GIVEN_ROOTS[source]
+    if not cfg.get("root"):
+        raise PrepareError(needs)
+    root = Path(str(cfg["root"])).expanduser()
+    if not is_right(root):
+        raise PrepareError(f"data.root={root} {wrong}")
+    cache = cfg.get("cache_dir")
+    return root, Path(str(cache)).expanduser() if cache else default_cache(root)
+
+
 def ensure_prepared(data_cfg: Mapping[str, Any]) -> Path:
     """Make sure the cache of a ``conf/data/*.yaml`` config is ready; returns its folder.
 
@@ -585,42 +620,8 @@ def ensure_prepared(data_cfg: Mapping[str, Any]) -> Path:
                     file=sys.stderr,
                 )
                 generate_corpus(root, n_patients, hours, seed, workers=workers)
-    elif source == "tusz":
-        if not cfg.get("root"):
-            raise PrepareError(
-                "data=tusz needs the corpus location: pass data.root=/path/to/tusz_v2.0.3 "
-                "(the folder holding edf/train, edf/dev, edf/eval), or train on the "
-                "synthetic corpus with data=synthetic"
-            )
-        root = Path(str(cfg["root"])).expanduser()
-        if not (root / "edf").is_dir():
-            raise PrepareError(
-                f"data.root={root} has no 'edf' folder; point data.root at the TUSZ v2.0.3 "
-                "folder that holds edf/train, edf/dev and edf/eval, or use data=synthetic"
-            )
-        cache_dir = (
-            Path(str(cfg["cache_dir"])).expanduser()
-            if cfg.get("cache_dir")
-            else default_cache_root() / "tusz"
-        )
-    elif source == "bids":
-        if not cfg.get("root"):
-            raise PrepareError(
-                "data=bids needs the dataset location: pass data.root=/path/to/bids_dataset "
-                "(the folder holding dataset_description.json and sub-*/), e.g. a corpus "
-                "converted by epilepsy2bids or written by 'brain-go-brr synth --layout bids'"
-            )
-        root = Path(str(cfg["root"])).expanduser()
-        if not is_bids_root(root):
-            raise PrepareError(
-                f"data.root={root} has no dataset_description.json; point data.root at the "
-                "top folder of a BIDS dataset (it holds dataset_description.json and sub-*/)"
-            )
-        cache_dir = (
-            Path(str(cfg["cache_dir"])).expanduser()
-            if cfg.get("cache_dir")
-            else default_cache_root() / "bids" / root.resolve().name
-        )
+    elif source in _GIVEN_ROOTS:
+        root, cache_dir = _given_root(cfg, source)
     else:
         raise PrepareError(f"data.source must be 'synthetic', 'tusz' or 'bids', got {source!r}")
     try:
