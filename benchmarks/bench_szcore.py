@@ -59,14 +59,14 @@ print(json.dumps({"import_s": t1 - t0, "score_s": t2 - t1,
 """
 
 OFFICIAL = """
-import json, os, resource, sys, tempfile, time
+import json, os, platform, resource, sys, tempfile, time
 t0 = time.perf_counter()
 from szcore_evaluation.evaluate import evaluate_dataset
 t1 = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
     figures = evaluate_dataset(sys.argv[1], sys.argv[2], os.path.join(tmp, "out.json"))
 t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "score_s": t2 - t1,
+print(json.dumps({"import_s": t1 - t0, "score_s": t2 - t1, "python": platform.python_version(),
                   "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "figures": figures}, default=float))
 """
@@ -176,7 +176,8 @@ def main() -> None:
     else:
         ratio = official["score_s"] / ours["score_s"]
         rows.append(
-            f"| szcore-evaluation 0.0.7 (`evaluate_dataset`, per subject) | "
+            f"| szcore-evaluation 0.0.7 (`evaluate_dataset`, per subject; Python "
+            f"{official['python']} via `SZCORE_PYTHON`) | "
             f"{official['score_s']:.2f} s | {official['wall_s']:.2f} s | "
             f"{official['rss_kib'] / 1024:.0f} MiB | {ratio:.1f}x |"
         )
