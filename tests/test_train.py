@@ -179,7 +179,8 @@ def test_monitored_key_is_logged_and_run_writes_checkpoints_logs_plots(
         monitored |= {c.monitor for c in callbacks if c is not None and c.get("monitor")}
     assert "val/sens_at_10fa_auroc" in monitored
     for key in (*monitored, "val/sens_at_10fa", "val/sens_at_2.5fa", "val/auroc", "val/loss",
-                "val/fa_per_24h", "train/nonfinite_steps"):  # fmt: skip
+                "val/fa_per_24h", "train/nonfinite_steps", "val/ovlp_fa_per_24h",
+                "val/szcore_event_subject_fp_per_24h", "val/szcore_sample_pooled_fp_per_24h"):  # fmt: skip
         assert key in metrics, f"{key} not logged; logged: {sorted(metrics)}"
     assert 0.0 <= metrics["val/sens_at_10fa"] <= 1.0
     assert metrics["val/sens_at_10fa_auroc"] == pytest.approx(
