@@ -19,11 +19,18 @@ from brain_go_brr.runtime import tune_cpu_allocator
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("brain_go_brr.data.synth", "write a synthetic corpus in the TUSZ v2.0.3 layout"),
-    "prepare": ("brain_go_brr.data.prepare", "preprocess a TUSZ-layout tree into the window cache"),
+    "synth": ("brain_go_brr.data.synth", "write a synthetic corpus (TUSZ v2.0.3 or BIDS layout)"),
+    "prepare": (
+        "brain_go_brr.data.prepare",
+        "preprocess a TUSZ or BIDS tree into the window cache",
+    ),
     "score": ("brain_go_brr.evaluation.cli", "score hypothesis csv_bi files against references"),
     "model-info": ("brain_go_brr.models.info", "live parameters and FLOPs per stage of a model"),
-    "detect": ("brain_go_brr.detect", "run a checkpoint over one EDF and write its csv_bi events"),
+    "detect": (
+        "brain_go_brr.detect",
+        "run a checkpoint over EDF files or trees; csv_bi and/or SzCORE TSV hypotheses",
+    ),
+    "szcore": ("brain_go_brr.szcore", "SzCORE entry point: one EDF in, one events TSV out"),
 }
 
 
@@ -38,7 +45,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that run the detector, for which brain_go_brr.runtime tunes the C allocator.
-MODEL_COMMANDS = {"detect"}
+MODEL_COMMANDS = {"detect", "szcore"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

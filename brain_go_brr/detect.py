@@ -1,43 +1,146 @@
-"""``brain-go-brr detect EDF --ckpt CKPT``: seizure events of one recording as a csv_bi file.
+"""``brain-go-brr detect INPUT --ckpt CKPT``: a trained detector over your own EDF files.
 
-The recording goes through the same chain as the training cache (19 channels, common-average
-reference, 256 Hz, band-pass and notch, robust scaling; ``PreprocessConfig`` defaults), the
-detector runs over overlapping 60 s windows, the windows are stitched into one 256 Hz
-probability track and post-processed (``PostConfig`` defaults unless ``--tau-on/--tau-off``).
-The output is a hypothesis ``.csv_bi`` that NEDC EEG Eval v6.0.0 and ``brain-go-brr score``
-read, with each event's mean probability as its confidence. No annotation file is needed.
+INPUT is one EDF, a folder of EDFs, a TUSZ tree or a BIDS tree (every ``*.edf`` below it).
+Each recording goes through the chain the checkpoint's training run used (the 19
+electrodes in any label style, common-average reference, 256 Hz, band-pass and notch,
+robust scaling), the detector runs over overlapping 60 s windows (a recording shorter than
+one is zero-padded), and the stitched 256 Hz probability track is post-processed with the
+checkpoint's operating point (``best.operating_point.json`` beside it, written by
+``evaluate.py`` on the dev split), else the training run's post-processing with a warning;
+``--tau-on/--tau-off`` override the thresholds.
 
-The model is rebuilt from the config stored in the checkpoint (or ``--model NAME`` from
-``conf/model/``), loaded with ``weights_only=True``.
+Outputs (``--format csv_bi | tsv | both``), mirroring the input tree under ``--out``:
+
+- ``csv_bi``: ``<stem>.csv_bi``, the hypothesis NEDC EEG Eval v6.0.0 and ``brain-go-brr
+  score`` read (paired by name with TUSZ's own ``.csv_bi``);
+- ``tsv``: the SzCORE events file, ``sub-.._eeg.edf`` -> ``sub-.._events.tsv`` (so the output
+  of a BIDS tree is a hypothesis tree that ``brain-go-brr score`` and szcore-evaluation read
+  as it is), other names ``<stem>_events.tsv``; ``dateTime`` is the EDF's start.
+
+A single EDF without ``--out`` gets ``<stem>.hyp.csv_bi`` / ``<stem>.hyp.tsv`` beside it;
+``--out FILE.csv_bi`` or ``FILE.tsv`` names the file. A folder run is resumable (files whose
+outputs exist are skipped, unless ``--overwrite``), shows a progress bar, and never stops
+for one bad file: it is reported and skipped, and the summary at the end (also
+``detect_report.json`` in ``--out``) lists every skipped file with its reason.
+
+:class:`Detector` is the same for ``detect`` and the SzCORE entry point
+(:mod:`brain_go_brr.szcore`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from brain_go_brr.annotations import Event
 
-#: Window length the detector was trained on (60 s at 256 Hz).
-WINDOW_SAMPLES = 15360
+FORMATS = ("csv_bi", "tsv", "both")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("edf", type=Path, help="the recording (.edf)")
-    parser.add_argument("--ckpt", type=Path, required=True, help="training checkpoint (.ckpt)")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="hypothesis file (default: EDF name + .hyp.csv_bi)"
-    )
-    parser.add_argument(
-        "--model", default=None, help="conf/model/ name (default: the config in the checkpoint)"
-    )
-    parser.add_argument("--stride-s", type=float, default=30.0, help="window stride (s)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    parser.add_argument("--tau-on", type=float, default=None, help="hysteresis start threshold")
-    parser.add_argument("--tau-off", type=float, default=None, help="hysteresis stop threshold")
-    parser.add_argument("--probs", type=Path, default=None, help="also save the (n,) track (.npy)")
+class InputError(ValueError):
+    """An input that cannot be read at all; the message names the file, the problem, the fix."""
+
+
+@dataclass
+class Detection:
+    """What the detector made of one recording."""
+
+    path: Path
+    events: list[Event]
+    duration_s: float  # of the EDF
+    start: datetime.datetime | None  # the EDF's start
+    prob: np.ndarray | None = None  # (n,) at 256 Hz; None when the model could not run
+    note: str | None = None  # why there are no detections by construction (e.g. bipolar)
+    seconds: float = 0.0  # wall time of this recording
+
+
+@dataclass
+class Detector:
+    """A checkpoint ready to run on recordings (see the module docstring)."""
+
+    ckpt: Path
+    model: str | None = None  # conf/model/ name; None: the config stored in the checkpoint
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str | None = None  # Lightning precision; None: the hardware preset's
+    stride_s: float = 30.0
+    batch_size: int = 8
+    tau_on: float | None = None
+    tau_off: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from brain_go_brr.inference import (
+            WINDOW_SAMPLES,
+            device_and_autocast,
+            load_checkpoint,
+            preset_precision,
+            resolve_post,
+        )
+
+        self.loaded = load_checkpoint(self.ckpt, _model_config(self.model))
+        self.post, self.post_source, notes = resolve_post(self.loaded, self.tau_on, self.tau_off)
+        self.warnings += [*self.loaded.notes, *notes]
+        device, _ = device_and_autocast(self.device)
+        self.torch_device, self.autocast = device_and_autocast(
+            self.device, self.precision or preset_precision(device)
+        )
+        self.loaded.detector.to(self.torch_device)
+        self.window = WINDOW_SAMPLES
+        self.stride = round(self.stride_s * self.loaded.preprocess.target_sfreq)
+        if not 0 < self.stride <= self.window:
+            raise ValueError(
+                f"--stride-s {self.stride_s}: must be in (0, 60] s so windows cover the record"
+            )
+
+    def run(self, edf: Path) -> Detection:
+        """Detect seizures in one EDF.
+
+        Raises InputError when the file cannot be read as EDF. A file that reads but holds no
+        usable 19-electrode set (a bipolar montage, missing electrodes, flat channels) gives a
+        :class:`Detection` without events and a ``note`` saying why.
+        """
+        import dataclasses
+
+        from brain_go_brr.data.edf import RecordSkipped, read_edf, read_header
+        from brain_go_brr.data.preprocess import preprocess_signals
+        from brain_go_brr.inference import predict_record
+        from brain_go_brr.post import postprocess
+
+        t0 = time.perf_counter()
+        edf = Path(edf)
+        cfg = dataclasses.replace(self.loaded.preprocess, min_duration_s=0.0)
+        try:
+            header = read_header(edf)
+        except RecordSkipped as exc:
+            raise InputError(exc.reason) from None
+        detection = Detection(edf, [], header.duration_s, header.start)
+        try:
+            recording = read_edf(edf, cfg.aliases, cfg.interpolate_missing)
+            signals = preprocess_signals(recording.data_uv, recording.sfreq, cfg)
+        except RecordSkipped as exc:
+            if exc.unreadable:
+                raise InputError(exc.reason) from None
+            detection.note = exc.reason
+        except ValueError as exc:  # e.g. a channel without spread after filtering
+            detection.note = f"{edf}: {exc}; no detection possible"
+        else:
+            detection.duration_s = recording.duration_s
+            prob = predict_record(
+                self.loaded.detector, signals, self.window, self.stride, self.batch_size,
+                self.torch_device, self.autocast,
+            )  # fmt: skip
+            detection.prob = prob
+            detection.events = postprocess(prob, self.post)
+        detection.seconds = time.perf_counter() - t0
+        return detection
 
 
 def _model_config(name: str | None) -> dict[str, object] | None:
@@ -55,69 +158,188 @@ def _model_config(name: str | None) -> dict[str, object] | None:
     return {str(k): v for k, v in model.items()}
 
 
-def detect(
-    edf: Path,
-    ckpt: Path,
-    *,
-    model: str | None = None,
-    stride_s: float = 30.0,
-    batch_size: int = 8,
-    tau_on: float | None = None,
-    tau_off: float | None = None,
-) -> tuple[np.ndarray, list[Event]]:
-    """``(prob (n_samples,) float32 at 256 Hz, events)`` of one EDF recording."""
-    import dataclasses
+# ----------------------------------------------------------------------------- outputs
 
-    import torch
 
-    from brain_go_brr.data.edf import read_edf
-    from brain_go_brr.data.preprocess import PreprocessConfig, preprocess_signals
-    from brain_go_brr.evaluation.evaluate import predict_record
-    from brain_go_brr.post import PostConfig, postprocess
-    from brain_go_brr.training.train import load_detector
+def tsv_name(edf: Path) -> str:
+    """``sub-01_..._eeg.edf`` -> ``sub-01_..._events.tsv``; ``x.edf`` -> ``x_events.tsv``."""
+    stem = edf.name[: -len("_eeg.edf")] if edf.name.endswith("_eeg.edf") else edf.stem
+    return f"{stem}_events.tsv"
 
-    cfg = PreprocessConfig()
-    recording = read_edf(edf, cfg.aliases, cfg.interpolate_missing)
-    try:
-        signals = preprocess_signals(recording.data_uv, recording.sfreq, cfg)  # (19, n)
-    except ValueError as exc:
-        raise ValueError(f"{edf}: {exc}") from None
-    detector = load_detector(ckpt, _model_config(model))
-    stride = round(stride_s * cfg.target_sfreq)
-    if not 0 < stride <= WINDOW_SAMPLES:
-        raise ValueError(f"--stride-s {stride_s}: must be in (0, 60] s so windows cover the record")
-    prob = predict_record(
-        detector, signals, WINDOW_SAMPLES, stride, batch_size, torch.device("cpu")
+
+def write_outputs(detection: Detection, targets: dict[str, Path]) -> None:
+    """Write the requested files (``{"csv_bi": path, "tsv": path}``), each atomically."""
+    from brain_go_brr.evaluation.writers import write_hyp_csv_bi
+    from brain_go_brr.io import atomic_write_text
+
+    if "csv_bi" in targets:
+        write_hyp_csv_bi(targets["csv_bi"], detection.events, detection.duration_s)
+    if "tsv" in targets:
+        from brain_go_brr.evaluation.writers import format_events_tsv
+
+        text = format_events_tsv(detection.events, detection.duration_s, date_time=detection.start)
+        atomic_write_text(targets["tsv"], text)
+
+
+def plan_outputs(
+    inputs: Sequence[Path], out: Path | None, fmt: str
+) -> list[tuple[Path, dict[str, Path]]]:
+    """(EDF, {format: output path}) for every recording of ``inputs`` (module docstring)."""
+    kinds = ("csv_bi", "tsv") if fmt == "both" else (fmt,)
+    plan: list[tuple[Path, dict[str, Path]]] = []
+    for item in inputs:
+        if not item.exists():
+            raise InputError(f"{item}: no such file or folder; give an EDF or a folder of EDFs")
+        if item.is_file():
+            if out is not None and out.suffix in (".csv_bi", ".tsv"):
+                if len(inputs) > 1 or fmt == "both":
+                    raise InputError(
+                        f"--out {out} names one file; give a folder for several inputs or "
+                        "--format both"
+                    )
+                plan.append((item, {"csv_bi" if out.suffix == ".csv_bi" else "tsv": out}))
+                continue
+            folder = out if out is not None else item.parent
+            single = out is None
+            plan.append((item, _targets(item, folder, kinds, beside=single)))
+            continue
+        if out is None:
+            raise InputError(f"{item} is a folder: pass --out DIR for the hypothesis tree")
+        if out.resolve() == item.resolve() or item.resolve() in out.resolve().parents:
+            raise InputError(
+                f"--out {out} is inside the input {item}; the hypothesis tree needs its own "
+                "folder (it would mix with, or overwrite, the dataset's own label files)"
+            )
+        edfs = sorted(p for p in item.rglob("*") if p.suffix.lower() == ".edf" and p.is_file())
+        if not edfs:
+            raise InputError(f"{item}: no .edf files below this folder")
+        for edf in edfs:
+            rel = edf.relative_to(item).parent
+            plan.append((edf, _targets(edf, out / rel, kinds, beside=False)))
+    return plan
+
+
+def _targets(edf: Path, folder: Path, kinds: Sequence[str], *, beside: bool) -> dict[str, Path]:
+    if beside:  # next to the input: never the names of the dataset's own label files
+        names = {"csv_bi": f"{edf.stem}.hyp.csv_bi", "tsv": f"{edf.stem}.hyp.tsv"}
+    else:
+        names = {"csv_bi": f"{edf.stem}.csv_bi", "tsv": tsv_name(edf)}
+    return {kind: folder / names[kind] for kind in kinds}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", type=Path, nargs="+", help="EDF files or folders (TUSZ, BIDS)")
+    parser.add_argument("--ckpt", type=Path, required=True, help="training checkpoint (.ckpt)")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="output folder (mirrors the input tree), or one .csv_bi/.tsv file for one EDF; "
+        "default for one EDF: <stem>.hyp.csv_bi beside it",
+    )  # fmt: skip
+    parser.add_argument("--format", choices=FORMATS, default="csv_bi", help="default csv_bi")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--precision", default=None,
+        help="32-true | bf16-mixed | 16-mixed (default: the hardware preset's for the device)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", default=None, help="conf/model/ name (default: the config in the checkpoint)"
     )
-    post = PostConfig()
-    if tau_on is not None or tau_off is not None:
-        post = dataclasses.replace(
-            post,
-            tau_on=post.tau_on if tau_on is None else tau_on,
-            tau_off=post.tau_off if tau_off is None else tau_off,
-        )
-    return prob, postprocess(prob, post)
+    parser.add_argument("--stride-s", type=float, default=30.0, help="window stride (s)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--tau-on", type=float, default=None, help="hysteresis start threshold")
+    parser.add_argument("--tau-off", type=float, default=None, help="hysteresis stop threshold")
+    parser.add_argument("--overwrite", action="store_true", help="redo files already written")
+    parser.add_argument(
+        "--probs", action="store_true", help="also save each probability track (<stem>.probs.npy)"
+    )
+
+
+def _error(message: str) -> int:
+    print(f"brain-go-brr detect: error: {message}", file=sys.stderr)
+    return 1
 
 
 def run(args: argparse.Namespace) -> int:
-    from brain_go_brr.annotations import write_csv_bi
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    prob, events = detect(
-        args.edf,
-        args.ckpt,
-        model=args.model,
-        stride_s=args.stride_s,
-        batch_size=args.batch_size,
-        tau_on=args.tau_on,
-        tau_off=args.tau_off,
+    from brain_go_brr.inference import CheckpointError
+    from brain_go_brr.io import atomic_save_npy, atomic_write_json
+
+    console = Console(stderr=True, soft_wrap=True)
+    try:
+        plan = plan_outputs(args.inputs, args.out, args.format)
+        detector = Detector(
+            args.ckpt, model=args.model, device=args.device, precision=args.precision,
+            stride_s=args.stride_s, batch_size=args.batch_size, tau_on=args.tau_on,
+            tau_off=args.tau_off,
+        )  # fmt: skip
+    except (InputError, CheckpointError, ValueError, RuntimeError) as exc:
+        return _error(str(exc))
+    for warning in detector.warnings:
+        console.print(f"[yellow]warning[/yellow] {escape(warning)}")
+    console.print(
+        f"{len(plan)} recording(s); post-processing: {detector.post_source} (tau_on "
+        f"{detector.post.tau_on}, tau_off {detector.post.tau_off}); device "
+        f"{detector.torch_device}, autocast {detector.autocast or 'off'}"
     )
-    out = args.out or args.edf.with_name(args.edf.stem + ".hyp.csv_bi")
-    write_csv_bi(out, events, prob.size / 256.0)
-    if args.probs is not None:
-        from brain_go_brr.io import atomic_save_npy
-
-        atomic_save_npy(args.probs, prob)
-    print(f"{args.edf.name}: {len(events)} seizure event(s) -> {out}")
-    for e in events:
-        print(f"  {e.start_s:9.2f} - {e.stop_s:9.2f} s  mean p {e.confidence:.3f}")
-    return 0
+    done: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    n_existing = 0
+    columns = (
+        TextColumn("detect"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("", total=len(plan))
+        for edf, targets in plan:
+            progress.update(task, description=edf.name)
+            if not args.overwrite and all(p.exists() for p in targets.values()):
+                n_existing += 1
+                progress.advance(task)
+                continue
+            try:
+                detection = detector.run(edf)
+                if detection.note is not None:
+                    skipped.append({"path": str(edf), "reason": detection.note})
+                else:
+                    write_outputs(detection, targets)
+                    if args.probs and detection.prob is not None:
+                        first = next(iter(targets.values()))
+                        atomic_save_npy(first.with_name(edf.stem + ".probs.npy"), detection.prob)
+                    done.append({
+                        "path": str(edf), "events": len(detection.events),
+                        "duration_s": detection.duration_s, "seconds": round(detection.seconds, 3),
+                        "outputs": [str(p) for p in targets.values()],
+                    })  # fmt: skip
+            except Exception as exc:  # one bad file never stops the run
+                reason = (
+                    str(exc)
+                    if isinstance(exc, InputError)
+                    else f"{edf}: {type(exc).__name__}: {exc}"
+                )
+                skipped.append({"path": str(edf), "reason": reason})
+            progress.advance(task)
+    for row in done if len(plan) == 1 else []:
+        console.print(f"{Path(row['path']).name}: {row['events']} seizure event(s) -> "
+                      f"{', '.join(row['outputs'])}")  # fmt: skip
+    console.print(
+        f"detect: {len(done)} written, {n_existing} already done (skipped; --overwrite redoes "
+        f"them), {len(skipped)} skipped for a reason"
+    )
+    for row in skipped:
+        console.print(f"  [yellow]skipped[/yellow] {escape(row['reason'])}")
+    if args.out is not None and args.out.suffix not in (".csv_bi", ".tsv"):
+        report = {
+            "checkpoint": str(args.ckpt), "post_source": detector.post_source,
+            "tau_on": detector.post.tau_on, "tau_off": detector.post.tau_off,
+            "written": done, "skipped": skipped, "already_done": n_existing,
+        }  # fmt: skip
+        atomic_write_json(args.out / "detect_report.json", report)
+    return 1 if skipped and not done and not n_existing else 0

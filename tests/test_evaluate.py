@@ -26,11 +26,11 @@ from brain_go_brr.evaluation.evaluate import (
     best_at_fa,
     bids_events_name,
     evaluate,
-    predict_record,
     threshold_sweep,
 )
 from brain_go_brr.evaluation.probs import CachedRecord, ProbCache, ProbCacheError
 from brain_go_brr.evaluation.sweep import format_sweep_summary, write_sweep_summary
+from brain_go_brr.inference import predict_record
 from brain_go_brr.paths import conf_dir
 from brain_go_brr.post import PostConfig
 

@@ -21,6 +21,7 @@ any sample is read; the samples themselves are read by ``mne.io.read_raw_edf``.
 
 from __future__ import annotations
 
+import datetime
 import io
 import logging
 import re
@@ -44,11 +45,21 @@ _DEFAULT_TIME = "00.00.00"
 
 
 class RecordSkipped(Exception):
-    """A recording that cannot be used; ``reason`` names the file, the problem and the fix."""
+    """A recording that cannot be used; ``reason`` names the file, the problem and the fix.
 
-    def __init__(self, reason: str) -> None:
+    ``unreadable`` is True when the file itself cannot be read as EDF (not an EDF, truncated,
+    unreadable samples), False when it reads but holds nothing the model can use (a bipolar
+    montage, missing electrodes, flat or NaN channels).
+    """
+
+    def __init__(self, reason: str, *, unreadable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.unreadable = unreadable
+
+
+def _unreadable(reason: str) -> RecordSkipped:
+    return RecordSkipped(reason, unreadable=True)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,12 @@ class EdfHeader:
     header_bytes: int
     repaired_header: bytes | None  # the fixed 256-byte header with date/time repaired, or None
     repairs: tuple[str, ...]  # what was repaired, for the record's warnings
+    start: datetime.datetime | None = None  # recording start (after repair); None if invalid
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the recording: data records times their duration."""
+        return self.n_records * self.record_duration_s
 
     def sfreq(self, index: int) -> float:
         """Sampling rate (Hz) of signal ``index``."""
@@ -117,7 +134,7 @@ def read_header(path: Path) -> EdfHeader:
         with path.open("rb") as fh:
             fixed = fh.read(_FIXED_HEADER_BYTES)
             if len(fixed) < _FIXED_HEADER_BYTES or fixed[:8] != b"0       ":
-                raise RecordSkipped(
+                raise _unreadable(
                     f"{not_edf} (first bytes {fixed[:8]!r}, expected the EDF version '0'); "
                     "re-export it as EDF or remove it from the corpus"
                 )
@@ -127,21 +144,21 @@ def read_header(path: Path) -> EdfHeader:
                 record_duration_s = float(_field(fixed, 244, 252))
                 n_signals = int(_field(fixed, 252, 256))
             except ValueError:
-                raise RecordSkipped(
+                raise _unreadable(
                     f"{not_edf} (unreadable header sizes {fixed[184:256]!r}); "
                     "re-export it as EDF or remove it from the corpus"
                 ) from None
             if n_signals <= 0 or header_bytes != _FIXED_HEADER_BYTES * (n_signals + 1):
-                raise RecordSkipped(
+                raise _unreadable(
                     f"{not_edf} (header size {header_bytes} does not match {n_signals} signals); "
                     "re-export it as EDF or remove it from the corpus"
                 )
             signal_header = fh.read(_BYTES_PER_SIGNAL_HEADER * n_signals)
             file_bytes = fh.seek(0, io.SEEK_END)
     except OSError as exc:
-        raise RecordSkipped(f"{path}: cannot read the file ({exc}); check the path") from None
+        raise _unreadable(f"{path}: cannot read the file ({exc}); check the path") from None
     if len(signal_header) < _BYTES_PER_SIGNAL_HEADER * n_signals:
-        raise RecordSkipped(
+        raise _unreadable(
             f"{path}: truncated EDF (the header of {n_signals} signals is cut off at "
             f"{file_bytes} bytes); re-download or re-export the file"
         )
@@ -155,12 +172,12 @@ def read_header(path: Path) -> EdfHeader:
             for i in range(n_signals)
         )
     except ValueError:
-        raise RecordSkipped(
+        raise _unreadable(
             f"{not_edf} (unreadable samples-per-record fields); "
             "re-export it as EDF or remove it from the corpus"
         ) from None
     if record_duration_s <= 0 or min(spr) <= 0:
-        raise RecordSkipped(
+        raise _unreadable(
             f"{path}: invalid EDF header (record duration {record_duration_s} s, samples per "
             f"record {min(spr)}); re-export the file"
         )
@@ -169,7 +186,7 @@ def read_header(path: Path) -> EdfHeader:
     if n_records < 0:  # "-1" = unknown count (recording not closed): infer it from the size
         n_records = data_bytes // record_bytes
     if n_records <= 0 or data_bytes < n_records * record_bytes:
-        raise RecordSkipped(
+        raise _unreadable(
             f"{path}: truncated EDF (header promises {n_records} data records = "
             f"{header_bytes + n_records * record_bytes} bytes, the file has {file_bytes}); "
             "re-download or re-export the file"
@@ -195,7 +212,28 @@ def read_header(path: Path) -> EdfHeader:
         header_bytes=header_bytes,
         repaired_header=repaired,
         repairs=tuple(repairs),
+        start=_start_time(new_date, new_time, _field(fixed, 88, 168)),
     )
+
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def _start_time(date: str, time_: str, recording_field: str) -> datetime.datetime | None:
+    """The start of the recording from ``dd.mm.yy`` / ``hh.mm.ss``; the year is 1985-2084 by
+    the EDF rule, or the four digits of an EDF+ ``Startdate dd-MMM-yyyy`` field."""
+    try:
+        day, month, yy = (int(x) for x in date.split("."))
+        hour, minute, second = (int(x) for x in time_.split("."))
+        year = 1900 + yy if yy >= 85 else 2000 + yy
+        parts = recording_field.split()
+        if len(parts) > 1 and parts[0] == "Startdate":
+            _, mon, yyyy = parts[1].split("-")
+            if mon.upper() in _MONTHS and int(yyyy) % 100 == yy:
+                year = int(yyyy)
+        return datetime.datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return None
 
 
 def montage_1020() -> str:
@@ -249,7 +287,7 @@ def _read_samples(header: EdfHeader, raw_labels: list[str]) -> tuple[np.ndarray,
                 )
             data = raw.get_data(picks=raw_labels)  # in the order asked for, not the file's
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
-            raise RecordSkipped(
+            raise _unreadable(
                 f"{path}: mne could not read the EDF ({exc}); re-export the file"
             ) from None
     return data, [f"mne: {w.message}" for w in caught]
@@ -308,7 +346,7 @@ def read_edf(
     volts, mne_warnings = _read_samples(header, raw_labels)
     expected_n = header.n_records * header.samples_per_record[header.labels.index(raw_labels[0])]
     if volts.shape[1] != expected_n:
-        raise RecordSkipped(
+        raise _unreadable(
             f"{path}: mne read {volts.shape[1]} samples per channel, the header promises "
             f"{expected_n} ({header.n_records} records at {sfreq} Hz); re-export the file"
         )

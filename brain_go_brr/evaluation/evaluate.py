@@ -3,7 +3,7 @@
 The config is ``conf/eval.yaml`` composed by Hydra (``python evaluate.py``); this module and
 ``evaluate.py`` are the only readers of it. Two modes:
 
-* ``ckpt_path=...``: load the detector (:func:`brain_go_brr.training.train.load_detector`,
+* ``ckpt_path=...``: load the detector (:func:`brain_go_brr.inference.load_detector`,
   ``weights_only=True``), run it over every whole recording of ``split`` in overlapping
   60 s windows (``data.eval_stride_s``; the last window aligned to the record's end),
   stitch the windows (:func:`brain_go_brr.post.stitch_windows`) and cache each record's
@@ -39,7 +39,8 @@ Run folder (``out_dir``)::
      "taes":   {same keys},
      "szcore": {"sensitivity", "precision", "f1", "fp_per_24h", "fa_per_24h", "sens_at_fa"},
      "szcore_evaluation": {"sample_results": {...}, "event_results": {...}},
-     "szcore_evaluation_pooled": {...}, "objective"}
+     "szcore_evaluation_pooled": {...}, "objective",
+     "operating_point": {"post", "fa_target", "scorer", "split", "figures", "saved_to"}}
 
 ``szcore_evaluation`` and ``szcore_evaluation_pooled`` are the official SzCORE figures in
 szcore-evaluation's own structure (per-subject mean with ``*_std``, and pooled; sample- and
@@ -52,11 +53,15 @@ duration. ``objective`` (what ``evaluate.py`` returns to a sweeper) is the OVLP 
 at the configured post-processing, minus 1 when its OVLP FA/24h exceeds
 ``objective.max_fa_per_24h``, so that every setting within the FA budget ranks above every
 setting outside it.
+
+``operating_point`` (``ckpt_path`` mode on the validation split only): the post-processing
+of the ``sens @ operating_point.fa_target`` point of ``operating_point.scorer``, with the
+figures it reached there, saved beside the checkpoint for ``detect`` and ``szcore``
+(:mod:`brain_go_brr.inference`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -70,14 +75,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from brain_go_brr.annotations import Event, format_csv_bi
-from brain_go_brr.data.channels import N_CHANNELS
 from brain_go_brr.evaluation import metrics as scoring
 from brain_go_brr.evaluation import nedc, szcore
 from brain_go_brr.evaluation.plots import plot_record_trace, plot_sens_fa_curve
 from brain_go_brr.evaluation.probs import CachedRecord, ProbCache
 from brain_go_brr.evaluation.writers import write_events_tsv
+from brain_go_brr.inference import device_and_autocast, load_detector, predict_record
 from brain_go_brr.io import atomic_write_json, atomic_write_text
-from brain_go_brr.post import PostConfig, stitch_windows
+from brain_go_brr.post import PostConfig
 from brain_go_brr.post.postprocess import Runs
 from brain_go_brr.runtime import tune_cpu_allocator
 
@@ -97,68 +102,7 @@ def _device_and_autocast(cfg: DictConfig) -> tuple[torch.device, torch.dtype | N
     """Device and autocast dtype from the hardware preset (``trainer.accelerator/precision``)."""
     trainer = cfg.get("trainer") or {}
     accelerator = str(trainer.get("accelerator", "auto"))
-    precision = str(trainer.get("precision", "32-true"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"trainer.accelerator={accelerator} but no CUDA device is available; use "
-            "hardware=cpu (or hardware=auto)"
-        )
-    use_cuda = accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    )
-    device = torch.device("cuda" if use_cuda else "cpu")
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    if dtype is torch.float16 and not use_cuda:
-        dtype = None  # float16 autocast is a GPU feature; a CPU preset never asks for it
-    return device, dtype
-
-
-@torch.inference_mode()
-def predict_record(
-    detector: torch.nn.Module,
-    signals: np.ndarray,
-    window_samples: int,
-    stride_samples: int,
-    batch_size: int,
-    device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
-    on_batch: Any = None,
-) -> np.ndarray:
-    """The stitched seizure probability of one whole recording.
-
-    Args:
-        detector: maps (B, 19, window_samples) float to (B, window_samples) logits.
-        signals: (19, n_samples) preprocessed recording at 256 Hz (float16 memmap is fine).
-        window_samples, stride_samples: window length and evaluation stride (samples).
-        on_batch: called with the number of windows after each forward pass (progress).
-
-    Returns:
-        (n_samples,) float32 probabilities: each sample the mean over the windows covering
-        it; a record shorter than a window is zero-padded to one window.
-    """
-    from brain_go_brr.data.sampling import window_starts
-
-    n_samples = int(signals.shape[1])
-    starts = window_starts(n_samples, window_samples, stride_samples)  # (W,)
-    window_probs = np.empty((starts.size, window_samples), dtype=np.float32)  # (W, L)
-    for lo in range(0, starts.size, batch_size):
-        batch_starts = starts[lo : lo + batch_size]
-        x = np.zeros((batch_starts.size, N_CHANNELS, window_samples), dtype=np.float16)
-        for k, start in enumerate(batch_starts.tolist()):
-            piece = signals[:, start : start + window_samples]
-            x[k, :, : piece.shape[1]] = piece
-        x_t = torch.from_numpy(x).to(device).float()  # (B, 19, L)
-        ctx = (
-            torch.autocast(device.type, dtype=autocast_dtype)
-            if autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with ctx:
-            logits = detector(x_t)  # (B, L)
-        window_probs[lo : lo + batch_starts.size] = torch.sigmoid(logits.float()).cpu().numpy()
-        if on_batch is not None:
-            on_batch(batch_starts.size)
-    return stitch_windows(window_probs, starts, n_samples)
+    return device_and_autocast(accelerator, str(trainer.get("precision", "32-true")))
 
 
 def _ckpt_source(ckpt_path: Path) -> dict[str, Any]:
@@ -174,7 +118,6 @@ def predict_split(cfg: DictConfig, probs_root: Path) -> ProbCache:
     """Run ``cfg.ckpt_path`` over every record of ``cfg.split`` not yet in ``probs_root``."""
     from brain_go_brr.data.datamodule import datamodule_from_config
     from brain_go_brr.data.sampling import window_starts
-    from brain_go_brr.training.train import load_detector
 
     split = str(cfg.split)
     splits = list((cfg.data.get("splits") or {}).values())
@@ -555,10 +498,66 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     sweeper = scoring.SweepScorer(records, post)
     runs = sweeper.hypotheses(post.tau_on, post.tau_off)
     hyps = _runs_to_events(runs, len(records), post.sfreq, sweeper.tracks.mean_probability(runs))
+    if cfg.get("ckpt_path"):
+        point = choose_operating_point(cfg, metrics, fa_targets)
+        if point is not None:
+            metrics["operating_point"] = point
     write_outputs(
         out_dir, cached, records, hyps, metrics, sweep, post, fa_targets, int(cfg.n_trace_plots)
     )
     return metrics
+
+
+def choose_operating_point(
+    cfg: DictConfig, metrics: dict[str, Any], fa_targets: Sequence[float]
+) -> dict[str, Any] | None:
+    """On the validation split, save the ``sens @ operating_point.fa_target`` point's
+    post-processing beside the checkpoint (:func:`brain_go_brr.inference.save_operating_point`);
+    returns what was saved, or None (another split, saving off, or no threshold gets there)."""
+    from brain_go_brr.inference import save_operating_point
+
+    op_cfg = cfg.get("operating_point") or {}
+    val_split = str((cfg.data.get("splits") or {}).get("val", "dev"))
+    if not op_cfg.get("save", True) or str(cfg.split) != val_split:
+        return None
+    target, scorer = float(op_cfg.get("fa_target", 5.0)), str(op_cfg.get("scorer", "ovlp"))
+    if target not in fa_targets or scorer not in SCORERS:
+        raise ValueError(
+            f"operating_point.fa_target={target} / scorer={scorer}: the target must be one of "
+            f"fa_targets {list(fa_targets)} and the scorer one of {list(SCORERS)}"
+        )
+    chosen = metrics[scorer]["sens_at_fa"][scoring.fa_key(target)]
+    if chosen is None:
+        log.warning(
+            "no threshold of the sweep reaches %s FA/24h (%s) on %s: no operating point saved",
+            target, scorer, val_split,
+        )  # fmt: skip
+        return None
+    post = {**_plain(cfg.post), "tau_on": chosen["tau_on"], "tau_off": chosen["tau_off"]}
+    point = {
+        "post": post,
+        "fa_target": target,
+        "scorer": scorer,
+        "split": val_split,
+        "figures": {
+            "sensitivity": chosen["sensitivity"],
+            "fa_per_24h": chosen["fa_per_24h"],
+            "n_records": metrics["n_records"],
+            "hours": metrics["duration_s"] / 3600,
+            "auroc": metrics["auroc"],
+        },
+    }
+    ckpt = Path(str(cfg.ckpt_path)).expanduser()
+    try:
+        saved = save_operating_point(ckpt, point)
+    except OSError as exc:
+        log.warning("could not save the operating point beside %s (%s)", ckpt, exc)
+        return point
+    log.info(
+        "operating point (%s <= %s FA/24h on %s: tau_on %s, tau_off %s) saved to %s",
+        scorer, target, val_split, chosen["tau_on"], chosen["tau_off"], saved,
+    )  # fmt: skip
+    return {**point, "saved_to": str(saved)}
 
 
 def per_record_rows(

@@ -39,6 +39,7 @@ split of up to 100 seizures.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -69,6 +70,14 @@ AUROC_TIE_BREAK = 0.01
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive training steps had a NaN or infinite loss."""
+
+
+def _plain_preprocess(values: dict[str, Any] | None) -> dict[str, Any]:
+    """The preprocessing settings as plain JSON-like values (tuples become lists)."""
+    from brain_go_brr.data.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig.from_dict(values or {})
+    return json.loads(json.dumps(asdict(cfg)))
 
 
 class RecordAccumulator:
@@ -142,6 +151,7 @@ class SeizureDetectorModule(L.LightningModule):
         n_example_traces: int = 3,
         plots_dir: str | Path | None = None,
         model_config: dict[str, Any] | None = None,
+        preprocess_config: dict[str, Any] | None = None,
         hemisphere_flip: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -166,6 +176,8 @@ class SeizureDetectorModule(L.LightningModule):
                 "hemisphere_flip": self.hemisphere_flip,
                 "seed": self.seed,
                 "model": model_config or {},
+                # what inference (detect, szcore) must apply to a new recording
+                "preprocess": _plain_preprocess(preprocess_config),
             }
         )
         self.nonfinite_steps = 0

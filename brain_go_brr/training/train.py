@@ -20,7 +20,6 @@ Run folder (``paths.output_dir``, by default ``runs/<run_name>``)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from brain_go_brr.inference import CheckpointMismatchError, load_detector
 from brain_go_brr.io import atomic_write_text
 from brain_go_brr.post.postprocess import PostConfig
 from brain_go_brr.training.callbacks import AtomicCheckpointIO, RandomStateCallback
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 CKPT_SUBDIR = "checkpoints"
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's weights do not fit the model the config describes."""
 
 
 def _plain(cfg: Any) -> Any:
@@ -141,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         n_example_traces=int(cfg.module.n_example_traces),
         plots_dir=output_dir / "plots" if cfg.module.plots else None,
         model_config=_plain(cfg.model),
+        preprocess_config=_plain(cfg.data.get("preprocess")),
         hemisphere_flip=float(cfg.module.hemisphere_flip),
         seed=int(cfg.seed),
     )
@@ -176,55 +173,4 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def load_detector(
-    ckpt_path: str | Path, model_cfg: Mapping[str, Any] | DictConfig | None = None
-) -> nn.Module:
-    """The detector of a training checkpoint, in eval mode on the CPU.
-
-    Reads with ``torch.load(weights_only=True)`` (no code runs from the file). ``model_cfg``
-    is a ``conf/model/*.yaml`` config (with ``_target_``); ``None`` uses the model config
-    stored in the checkpoint. A checkpoint that does not fit the model raises
-    :class:`CheckpointMismatchError` naming the missing, unexpected and mis-shaped keys.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" not in checkpoint:
-        raise CheckpointMismatchError(
-            f"{path}: not a brain-go-brr training checkpoint (no 'state_dict'; keys: "
-            f"{sorted(checkpoint)[:10]})"
-        )
-    if model_cfg is None:
-        model_cfg = checkpoint.get("hyper_parameters", {}).get("model")
-        if not model_cfg:
-            raise CheckpointMismatchError(
-                f"{path}: holds no model config; pass the model config (e.g. model=v3_tiny)"
-            )
-    detector: nn.Module = hydra.utils.instantiate(_plain(model_cfg))
-    prefix = "detector."
-    weights = {
-        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
-    }
-    expected = detector.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(weights) & set(expected)
-        if weights[k].shape != expected[k].shape
-    )
-    if missing or unexpected or shapes:
-
-        def few(items: list[str]) -> str:
-            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-
-        raise CheckpointMismatchError(
-            f"{path} does not match the model config: "
-            f"missing {len(missing)} [{few(missing)}]; unexpected {len(unexpected)} "
-            f"[{few(unexpected)}]; shape differs {len(shapes)} [{few(shapes)}]. Use the "
-            "model=... (and pe=...) the checkpoint was trained with (stored in its "
-            "hyper_parameters['model'], used when model_cfg is None)"
-        )
-    detector.load_state_dict(weights, strict=True)
-    return detector.eval()
+__all__ = ["CheckpointMismatchError", "load_detector", "train"]
