@@ -162,6 +162,28 @@ def load_checkpoint(
     )
 
 
+def save_checkpoint(
+    path: str | Path,
+    detector: nn.Module,
+    model_config: Mapping[str, Any],
+    preprocess: PreprocessConfig | None = None,
+    post: PostConfig | None = None,
+) -> None:
+    """Write a detector as an inference checkpoint :func:`load_checkpoint` reads: the keys a
+    training checkpoint has (``state_dict`` with ``detector.`` names, ``hyper_parameters``
+    with ``model``, ``preprocess``, ``post``), without optimizer state. Atomic."""
+    from brain_go_brr.io import atomic_open
+
+    hparams = {
+        "model": dict(_plain(model_config)),
+        "preprocess": json.loads(json.dumps(dataclasses.asdict(preprocess or PreprocessConfig()))),
+        "post": dataclasses.asdict(post or PostConfig()),
+    }
+    state = {f"detector.{k}": v.detach().cpu() for k, v in detector.state_dict().items()}
+    with atomic_open(path, "wb") as fh:
+        torch.save({"state_dict": state, "hyper_parameters": hparams}, fh)
+
+
 def load_detector(ckpt_path: str | Path, model_cfg: Mapping[str, Any] | None = None) -> nn.Module:
     """Only the detector of :func:`load_checkpoint` (eval mode, on the CPU)."""
     return load_checkpoint(ckpt_path, model_cfg).detector
