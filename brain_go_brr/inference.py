@@ -10,7 +10,9 @@
    :func:`preset_precision` gives the precision of the hardware preset of a device.
 3. :func:`predict_record` runs the detector over a whole preprocessed recording in
    overlapping 60 s windows (the last aligned to the end, a short recording zero-padded)
-   and stitches them into one 256 Hz probability track.
+   and stitches them into one 256 Hz probability track; validation during training, which
+   gets its windows batch by batch from the DataModule, stitches them with
+   :class:`RecordAccumulator` (the same mean, fed one batch at a time).
 4. The operating point: ``evaluate.py`` on the dev split writes the post-processing of a
    chosen ``sens @ k FA/24h`` point beside the checkpoint
    (:func:`save_operating_point`, ``best.ckpt`` -> ``best.operating_point.json``, bound to
@@ -26,7 +28,7 @@ import hashlib
 import json
 import pickle
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +283,49 @@ def predict_record(
         if on_batch is not None:
             on_batch(batch_starts.size)
     return stitch_windows(window_probs, starts, n_samples)
+
+
+class RecordAccumulator:
+    """Per-record running sum and count of window probabilities (the mean = the stitched track).
+
+    Equivalent to :func:`brain_go_brr.post.stitch.stitch_windows` over all of a record's
+    windows, but fed one batch at a time. Arrays are allocated on a record's first window:
+    ``sum`` float32 and ``count`` uint8 (a sample is covered by at most 60 s / stride windows).
+
+    Args:
+        n_samples: length of each record of the split at 256 Hz, by record index.
+    """
+
+    def __init__(self, n_samples: Sequence[int]) -> None:
+        self.n_samples = [int(n) for n in n_samples]
+        self.sums: dict[int, np.ndarray] = {}
+        self.counts: dict[int, np.ndarray] = {}
+
+    def add(self, probs: np.ndarray, records: np.ndarray, starts: np.ndarray) -> None:
+        """Add ``probs`` (B, L) of windows starting at ``starts`` (B,) in ``records`` (B,)."""
+        length = probs.shape[1]
+        for p, r, s in zip(probs, records.tolist(), starts.tolist(), strict=True):
+            n = self.n_samples[r]
+            if r not in self.sums:
+                self.sums[r] = np.zeros(n, dtype=np.float32)
+                self.counts[r] = np.zeros(n, dtype=np.uint8)
+            stop = min(s + length, n)  # samples past the record are zero padding
+            self.sums[r][s:stop] += p[: stop - s]
+            self.counts[r][s:stop] += 1
+
+    def complete_tracks(self) -> tuple[dict[int, np.ndarray], list[int]]:
+        """Stitched ``(n_samples,)`` float32 tracks of the records every sample of which was
+        covered, and the indices of records seen only in part (``limit_val_batches``)."""
+        tracks: dict[int, np.ndarray] = {}
+        partial: list[int] = []
+        for r in sorted(self.sums):
+            count = self.counts.pop(r)
+            total = self.sums.pop(r)
+            if count.min() == 0:
+                partial.append(r)
+                continue
+            tracks[r] = total / count
+        return tracks, partial
 
 
 # ----------------------------------------------------------------------------- operating point

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from brain_go_brr.inference import RecordAccumulator
 from brain_go_brr.post.stitch import stitch_windows
 from brain_go_brr.training.callbacks import RandomStateCallback
 from brain_go_brr.training.hardware import resolve_auto
 from brain_go_brr.training.losses import FocalLoss, focal_loss
-from brain_go_brr.training.module import RecordAccumulator
 from brain_go_brr.training.optim import (
     OptimConfig,
     build_adamw,

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from brain_go_brr.evaluation.metrics import FA_TARGETS, RecordTrack, fa_key, flatten, score_tracks
+from brain_go_brr.inference import RecordAccumulator
 from brain_go_brr.post.postprocess import PostConfig
 from brain_go_brr.training.augment import (
     check_probability,
@@ -78,49 +79,6 @@ def _plain_preprocess(values: dict[str, Any] | None) -> dict[str, Any]:
 
     cfg = PreprocessConfig.from_dict(values or {})
     return json.loads(json.dumps(asdict(cfg)))
-
-
-class RecordAccumulator:
-    """Per-record running sum and count of window probabilities (the mean = the stitched track).
-
-    Equivalent to :func:`brain_go_brr.post.stitch.stitch_windows` over all of a record's
-    windows, but fed one batch at a time. Arrays are allocated on a record's first window:
-    ``sum`` float32 and ``count`` uint8 (a sample is covered by at most 60 s / stride windows).
-
-    Args:
-        n_samples: length of each record of the split at 256 Hz, by record index.
-    """
-
-    def __init__(self, n_samples: Sequence[int]) -> None:
-        self.n_samples = [int(n) for n in n_samples]
-        self.sums: dict[int, np.ndarray] = {}
-        self.counts: dict[int, np.ndarray] = {}
-
-    def add(self, probs: np.ndarray, records: np.ndarray, starts: np.ndarray) -> None:
-        """Add ``probs`` (B, L) of windows starting at ``starts`` (B,) in ``records`` (B,)."""
-        length = probs.shape[1]
-        for p, r, s in zip(probs, records.tolist(), starts.tolist(), strict=True):
-            n = self.n_samples[r]
-            if r not in self.sums:
-                self.sums[r] = np.zeros(n, dtype=np.float32)
-                self.counts[r] = np.zeros(n, dtype=np.uint8)
-            stop = min(s + length, n)  # samples past the record are zero padding
-            self.sums[r][s:stop] += p[: stop - s]
-            self.counts[r][s:stop] += 1
-
-    def complete_tracks(self) -> tuple[dict[int, np.ndarray], list[int]]:
-        """Stitched ``(n_samples,)`` float32 tracks of the records every sample of which was
-        covered, and the indices of records seen only in part (``limit_val_batches``)."""
-        tracks: dict[int, np.ndarray] = {}
-        partial: list[int] = []
-        for r in sorted(self.sums):
-            count = self.counts.pop(r)
-            total = self.sums.pop(r)
-            if count.min() == 0:
-                partial.append(r)
-                continue
-            tracks[r] = total / count
-        return tracks, partial
 
 
 class SeizureDetectorModule(L.LightningModule):
