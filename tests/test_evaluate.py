@@ -380,9 +380,9 @@ def test_detect_command_reproduces_the_evaluation_track(
     cache = ProbCache.open_existing(out)
     rec = next(iter(cache.records.values()))
     edf = tiny_corpus(tmp_path_factory) / rec.path
-    hyp, probs = tmp_path / "hyp.csv_bi", tmp_path / "p.npy"
+    hyp, probs = tmp_path / "hyp.csv_bi", tmp_path / f"{edf.stem}.probs.npy"
     argv = ["detect", str(edf), "--ckpt", str(ckpt), "--stride-s", "60"]
-    assert cli_main([*argv, "--out", str(hyp), "--probs", str(probs)]) == 0
+    assert cli_main([*argv, "--out", str(hyp), "--probs"]) == 0
     np.testing.assert_allclose(np.load(probs), cache.load(rec.record_id), atol=0.5 / 255 + 1e-6)
     assert read_csv_bi(hyp).duration_s == pytest.approx(rec.duration_s)
 
