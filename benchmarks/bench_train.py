@@ -9,6 +9,9 @@ corpus (60 s windows, batch size of the cpu preset) and reports:
 - loader share: time between steps (the loader's ``next``, plus a little Lightning
   bookkeeping: an upper bound) / (that + step).
 
+Each model is measured with ``trainer.deterministic`` true (the default) and false: the
+difference is what bit-identical runs cost.
+
 Usage: ``python benchmarks/bench_train.py [--steps N] [--models v3_tiny v3]``
 (writes the ``train`` section of BENCHMARKS.md).
 """
@@ -63,7 +66,7 @@ class _StepTimer:
         self.fetch: list[float] = []
 
 
-def measure(model: str, steps: int) -> dict[str, float]:
+def measure(model: str, steps: int, deterministic: bool) -> dict[str, float]:
     """Train ``steps`` + 1 steps of ``model`` at the cpu preset in this process."""
     from hydra import compose, initialize_config_dir
 
@@ -82,6 +85,7 @@ def measure(model: str, steps: int) -> dict[str, float]:
         "+trainer.enable_checkpointing=false",
         "~callbacks",
         f"paths.output_dir={out}",
+        f"trainer.deterministic={str(deterministic).lower()}",
     ]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -109,34 +113,44 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per model")
     parser.add_argument("--models", nargs="+", default=["v3_tiny", "v3"])
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure one model
+    parser.add_argument("--deterministic", choices=("true", "false"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.steps)))
+        print(json.dumps(measure(args.one, args.steps, args.deterministic == "true")))
         return
     load_at_start = os.getloadavg()[0]
     rows = []
     for model in args.models:
-        env = {**os.environ, "WANDB_MODE": "offline"}
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", model, "--steps", str(args.steps)],
-            capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            raise SystemExit(f"bench_train: {model} failed:\n{proc.stderr[-3000:]}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append((model, result))
-        print(model, result, flush=True)
+        for deterministic in ("true", "false"):
+            env = {**os.environ, "WANDB_MODE": "offline"}
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", model, "--steps", str(args.steps),
+                 "--deterministic", deterministic],
+                capture_output=True, text=True, env=env, check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise SystemExit(f"bench_train: {model} failed:\n{proc.stderr[-3000:]}")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append((model, deterministic, result))
+            print(model, deterministic, result, flush=True)
     table = [
-        "| model | batch | steps timed | s/step | windows/s | peak RSS (GiB) | loader share |",
-        "|---|---|---|---|---|---|---|",
+        "| model | deterministic | batch | steps timed | s/step | windows/s | peak RSS (GiB) "
+        "| loader share | cost of determinism |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for model, r in rows:
+    step_of = {(m, d): r["step_s"] for m, d, r in rows}
+    for model, deterministic, r in rows:
+        cost = ""
+        if deterministic == "true":
+            cost = f"{100 * (r['step_s'] / step_of[(model, 'false')] - 1):+.1f} % s/step"
         table.append(
-            f"| {model} | {r['batch_size']} | {r['steps']} | {r['step_s']:.2f} | "
-            f"{r['windows_per_s']:.2f} | {r['peak_rss_gib']:.2f} | {100 * r['loader_share']:.2f} % |"
+            f"| {model} | {deterministic} | {r['batch_size']} | {r['steps']} | {r['step_s']:.2f} "
+            f"| {r['windows_per_s']:.2f} | {r['peak_rss_gib']:.2f} | "
+            f"{100 * r['loader_share']:.2f} % | {cost} |"
         )
     body = "\n".join(table) + (
-        "\n\nTraining at the cpu preset (60 s windows, fp32, `num_workers=0`), synthetic corpus. "
+        "\n\nTraining at the cpu preset (60 s windows, fp32, `num_workers=0`), synthetic corpus, "
+        "with `trainer.deterministic` true (the default: bit-identical runs) and false. "
         "s/step: forward + backward + AdamW of one batch, mean over the timed steps (the first "
         "step is warm-up and not timed). Peak RSS: the whole training process. Loader share: "
         "time between steps (loader `next` plus Lightning bookkeeping, an upper bound) / (that "
