@@ -172,7 +172,7 @@ def test_sweep_ovlp_sens_at_fa_matches_the_scorer() -> None:
     grid = [0.5, 0.58, 0.65, 0.75, 0.85, 0.95]
     sweep = threshold_sweep(records, post, grid, 0.08)
     ours = best_at_fa(sweep, "ovlp", (1.0, 2.5, 5.0, 10.0, 1000.0))
-    theirs = scoring.score_tracks(records, post, (1.0, 2.5, 5.0, 10.0, 1000.0), grid, 0.08)
+    theirs = scoring.score_tracks(records, post, (1.0, 2.5, 5.0, 10.0, 1000.0), grid, 0.08, 0)
     assert ours == theirs["sens_at_fa"]
     # 30 min in total: one false alarm is 48 FA/24h, so only a sweep point without any
     # false alarm counts at <= 10 FA/24h; tau_on 0.95 finds seizure 1 only.
@@ -242,11 +242,24 @@ def test_evaluate_writes_metrics_files_and_plots(tmp_path_factory: pytest.TempPa
         assert m["fa_per_24h"] >= 0 and (m["sensitivity"] is None or 0 <= m["sensitivity"] <= 1)
         for point in m["sens_at_fa"].values():
             assert point is None or point["fa_per_24h"] <= 10.0 + 1e-9
+            if point is not None:  # every operating point carries its interval
+                low, high = point["sensitivity_ci95"]
+                assert low <= point["sensitivity"] <= high
+        low, high = m["fa_per_24h_ci95"]
+        assert low <= m["fa_per_24h"] <= high
+    assert metrics["bootstrap"]["n_resamples"] == 1000 and metrics["bootstrap"]["unit"] == "subject"
+    assert metrics["auroc"] is None or (
+        metrics["auroc_ci95"][0] <= metrics["auroc"] <= metrics["auroc_ci95"][1]
+    )
+    assert set(metrics["szcore_evaluation_ci95"]) == {"sample_results", "event_results"}
     assert len((out / "nedc" / "ref.list").read_text().split()) == n
     assert len(list((out / "szcore" / "hyp").rglob("*_events.tsv"))) == n
     assert len(json.loads((out / "threshold_sweep.json").read_text())) == len(TAU_GRID)
     results = (out / "results.md").read_text()
     assert "| OVLP |" in results
+    assert "95 % intervals, patient-level bootstrap (1000 resamples" in results
+    fa = metrics["ovlp"]["fa_per_24h_ci95"]
+    assert f"{metrics['ovlp']['fa_per_24h']:.2f} [{fa[0]:.2f}, {fa[1]:.2f}]" in results
     point = metrics["ovlp"]["sens_at_fa"]["10"]  # its thresholds are listed under the table
     where = "-" if point is None else f"{point['tau_on']:.3g}/{point['tau_off']:.3g}"
     assert f"@ 10: {where}" in results.split("- OVLP:")[1].splitlines()[0]

@@ -293,14 +293,19 @@ def _fmt(value: object, pct: bool = False) -> str:
     return f"{float(value):.4f}".rstrip("0").rstrip(".")  # type: ignore[arg-type]
 
 
-def _mean_std(block: dict, key: str) -> str:
+def _mean_std(block: dict, key: str, ci: list[float] | None = None) -> str:
     text = _fmt(block.get(key))
     std = block.get(f"{key}_std")
-    return text if std is None else f"{text} ± {_fmt(std)}"
+    if std is not None:
+        text += f" ± {_fmt(std)}"
+    if ci:
+        text += f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return text
 
 
 def szcore_table(result: dict) -> Any:
-    """The official SzCORE figures of a result as a rich table (fractions, FP per 24 h)."""
+    """The official SzCORE figures of a result as a rich table (fractions, FP per 24 h), with
+    their 95 % intervals where the result has them (evaluation)."""
     from rich.table import Table
 
     table = Table(
@@ -313,10 +318,11 @@ def szcore_table(result: dict) -> Any:
                        ("szcore_evaluation_pooled", "pooled")):  # fmt: skip
         for mode in ("event", "sample"):
             block = result[key][f"{mode}_results"]
+            cis = (result.get(f"{key}_ci95") or {}).get(f"{mode}_results") or {}
+            metrics = ("sensitivity", "precision", "f1", "fpRate")
             table.add_row(
-                f"{mode}-based", label,
-                *(_mean_std(block, k) for k in ("sensitivity", "precision", "f1", "fpRate")),
-            )  # fmt: skip
+                f"{mode}-based", label, *(_mean_std(block, k, cis.get(k)) for k in metrics)
+            )
     return table
 
 

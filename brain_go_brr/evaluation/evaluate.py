@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from brain_go_brr.annotations import Event, format_csv_bi
+from brain_go_brr.evaluation import bootstrap, nedc, szcore
 from brain_go_brr.evaluation import metrics as scoring
-from brain_go_brr.evaluation import nedc, szcore
 from brain_go_brr.evaluation.plots import plot_record_trace, plot_sens_fa_curve
 from brain_go_brr.evaluation.probs import CachedRecord, ProbCache
 from brain_go_brr.evaluation.writers import write_events_tsv
@@ -201,22 +202,34 @@ def _runs_to_events(
     return out
 
 
+@dataclass
+class SweepCounts:
+    """Per threshold and record, what the bootstrap resamples: for each scorer ``(P, R, 3)``
+    hits, misses and false alarms, and ``(R,)`` the seconds its FA rate counts over."""
+
+    counts: dict[str, np.ndarray]
+    seconds: dict[str, np.ndarray]
+
+
 def threshold_sweep(
     records: Sequence[scoring.RecordTrack],
     post: PostConfig,
     tau_grid: Sequence[float],
     tau_gap: float,
+    counts: SweepCounts | None = None,
 ) -> list[dict[str, Any]]:
     """Sensitivity and FA/24h of OVLP, TAES and SzCORE at each ``(tau_on, tau_on - gap)``.
 
     Only the hysteresis thresholds change; every other ``post`` setting is kept. The SzCORE
-    figures are the official event-based ones pooled over records (``szcore`` scorer).
+    figures are the official event-based ones pooled over records (``szcore`` scorer). With
+    ``counts`` (empty), it is filled with the per-record counts behind every point.
     """
     sweeper = scoring.SweepScorer(records, post)
     durations = [r.duration_s for r in records]
     subjects = [r.subject for r in records]
     refs = [szcore.runs_from_events(scoring.nonempty(r.reference), r.duration_s) for r in records]
     rows = []
+    nedc_counts, sz_counts = [], []
     for point in sweeper.sweep(tau_grid, tau_gap):
         runs = sweeper.hypotheses(point.tau_on, point.tau_off)
         hyps = _runs_to_events(runs, len(records), post.sfreq)
@@ -227,6 +240,10 @@ def threshold_sweep(
         pooled = szcore.evaluate_recordings(recordings, avg_per_subject=False)["event_results"]
         sz = szcore.nan_to_none(pooled)
         assert isinstance(sz, dict)
+        if counts is not None:
+            nedc_counts.append(point.per_record)
+            events = [szcore.event_counts(r) for r in recordings]
+            sz_counts.append([(c.tp, c.ref_true - c.tp, c.fp) for c in events])
         rows.append(
             {
                 "tau_on": point.tau_on,
@@ -242,7 +259,34 @@ def threshold_sweep(
                 "szcore": {"sensitivity": sz["sensitivity"], "fa_per_24h": sz["fpRate"]},
             }
         )
+    if counts is not None and rows:
+        per_point = np.stack(nedc_counts)  # (P, R, 6)
+        counts.counts.update({
+            "ovlp": per_point[..., 0:3], "taes": per_point[..., 3:6],
+            "szcore": np.array(sz_counts, dtype=np.float64),
+        })  # fmt: skip
+        counts.seconds.update({
+            "ovlp": sweeper.durations, "taes": sweeper.durations,
+            "szcore": np.array([n for n, _ in refs], dtype=np.float64),
+        })  # fmt: skip
     return rows
+
+
+def sens_at_fa_intervals(
+    result: dict[str, Any], counts: SweepCounts, boot: bootstrap.Bootstrap
+) -> None:
+    """Add ``sensitivity_ci95`` to every ``sens_at_fa`` point of every scorer, in place."""
+    for name in SCORERS:
+        if name not in counts.counts:
+            continue
+        swept = boot.totals(np.moveaxis(counts.counts[name], 1, 0))  # (B, P, 3)
+        days = boot.totals(counts.seconds[name])[:, None] / 86400.0
+        for key, point in result[name]["sens_at_fa"].items():
+            if point is not None:
+                values = bootstrap.sens_at_fa(
+                    swept[..., 0], swept[..., 1], swept[..., 2] / days, float(key)
+                )
+                point["sensitivity_ci95"] = bootstrap.interval(values)
 
 
 def best_at_fa(
@@ -270,18 +314,28 @@ def score_cache(
     tau_grid: Sequence[float],
     tau_gap: float,
     max_fa_per_24h: float,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(metrics as in the module docstring, threshold sweep rows) of cached tracks."""
+    """(metrics as in the module docstring, threshold sweep rows) of cached tracks; with
+    ``n_resamples`` > 0 every figure has its 95 % patient-level bootstrap interval."""
     # The scorer's own sweep is skipped (empty grid): one sweep below serves all three scorers.
-    result: dict[str, Any] = dict(
-        scoring.score_tracks(records, post, fa_targets, tau_grid=(), tau_gap=tau_gap)
+    scored = scoring.score_tracks(
+        records, post, fa_targets, (), tau_gap, n_resamples=n_resamples, seed=seed
     )
+    result: dict[str, Any] = dict(scored)
     for unused in ("sens_at_fa", "curve"):
         result.pop(unused, None)
-    sweep = threshold_sweep(records, post, tau_grid, tau_gap)
+    counts = SweepCounts({}, {}) if n_resamples > 0 else None
+    sweep = threshold_sweep(records, post, tau_grid, tau_gap, counts)
     result["szcore"] = {**result["szcore"], "fa_per_24h": result["szcore"]["fp_per_24h"]}
+    if "fp_per_24h_ci95" in result["szcore"]:
+        result["szcore"]["fa_per_24h_ci95"] = result["szcore"]["fp_per_24h_ci95"]
     for name in SCORERS:
         result[name] = {**result[name], "sens_at_fa": best_at_fa(sweep, name, fa_targets)}
+    if counts is not None:
+        boot = bootstrap.Bootstrap([r.subject for r in records], n_resamples, seed)
+        sens_at_fa_intervals(result, counts, boot)
     sens = float(result["ovlp"]["sensitivity"] or 0.0)
     fa = result["ovlp"]["fa_per_24h"]
     result["objective"] = sens if fa is not None and fa <= max_fa_per_24h else sens - 1.0
@@ -291,16 +345,21 @@ def score_cache(
 # ----------------------------------------------------------------------------- reports
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+def _ci(ci: list[float] | None, scale: float, digits: int) -> str:
+    return "" if not ci else f" [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _pct(value: float | None, ci: list[float] | None = None) -> str:
+    """``86.2 % [79.1, 92.0]``: a sensitivity and its 95 % interval, in percent."""
+    return "-" if value is None else f"{100 * value:.1f} %{_ci(ci, 100, 1)}"
 
 
-def _auroc(value: float | None) -> str:
-    return "- (one class only)" if value is None else f"{value:.4f}"
+def _num(value: float | None, ci: list[float] | None = None) -> str:
+    return "-" if value is None else f"{value:.2f}{_ci(ci, 1, 2)}"
+
+
+def _auroc(value: float | None, ci: list[float] | None = None) -> str:
+    return "- (one class only)" if value is None else f"{value:.4f}{_ci(ci, 1, 4)}"
 
 
 def results_table(
@@ -308,12 +367,18 @@ def results_table(
 ) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the results table: per scorer, the operating point and sens@FA."""
     keys = [scoring.fa_key(t) for t in fa_targets]
-    header = ["scorer", "sensitivity %", "FA/24h", *(f"sens % @ {k} FA/24h" for k in keys)]
+    header = ["scorer", "sensitivity", "FA/24h", *(f"sens @ {k} FA/24h" for k in keys)]
     rows = []
     for name in SCORERS:
         m = metrics[name]
-        at = [m["sens_at_fa"][k]["sensitivity"] if m["sens_at_fa"][k] else None for k in keys]
-        rows.append([name.upper(), _pct(m["sensitivity"]), _num(m["fa_per_24h"]), *map(_pct, at)])
+        at = [
+            _pct(p["sensitivity"], p.get("sensitivity_ci95")) if (p := m["sens_at_fa"][k]) else "-"
+            for k in keys
+        ]
+        rows.append([
+            name.upper(), _pct(m["sensitivity"], m.get("sensitivity_ci95")),
+            _num(m["fa_per_24h"], m.get("fa_per_24h_ci95")), *at,
+        ])  # fmt: skip
     return header, rows
 
 
@@ -338,7 +403,8 @@ def _markdown(metrics: dict[str, Any], fa_targets: Sequence[float]) -> str:
         f"opening {post['opening_samples']}, closing {post['closing_samples']} samples, "
         f"min {post['min_duration_s']} s, max {post['max_duration_s']} s, merge gap "
         f"{post['merge_gap_s']} s",
-        f"- sample AUROC: {_auroc(metrics['auroc'])}",
+        f"- sample AUROC: {_auroc(metrics['auroc'], metrics.get('auroc_ci95'))}",
+        f"- {_interval_note(metrics)}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -358,8 +424,18 @@ def _markdown(metrics: dict[str, Any], fa_targets: Sequence[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _frac(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _interval_note(metrics: dict[str, Any]) -> str:
+    boot = metrics.get("bootstrap")
+    if not boot:
+        return "intervals: off (bootstrap=0)"
+    return (
+        f"[brackets]: 95 % intervals, patient-level bootstrap ({boot['n_resamples']} resamples "
+        f"of {boot['n_subjects']} subjects, seed {boot['seed']})"
+    )
+
+
+def _frac(value: float | None, ci: list[float] | None = None) -> str:
+    return "-" if value is None else f"{value:.4f}{_ci(ci, 1, 4)}"
 
 
 def _szcore_markdown(metrics: dict[str, Any]) -> list[str]:
@@ -369,7 +445,8 @@ def _szcore_markdown(metrics: dict[str, Any]) -> list[str]:
         "",
         "At the configured post-processing, on the `szcore/ref` and `szcore/hyp` trees; "
         "subjects: mean ± standard deviation over subjects (the leaderboard's figure), "
-        "pooled: every record's counts summed. Fractions; FP/24h per 24 h of recording.",
+        "pooled: every record's counts summed. Fractions; FP/24h per 24 h of recording; "
+        "[brackets]: 95 % patient-level bootstrap intervals.",
         "",
         "| scoring | averaging | sensitivity | precision | F1 | FP/24h |",
         "|---|---|---|---|---|---|",
@@ -377,12 +454,13 @@ def _szcore_markdown(metrics: dict[str, Any]) -> list[str]:
     for key, label in (("szcore_evaluation", "subjects"), ("szcore_evaluation_pooled", "pooled")):
         for mode in ("event", "sample"):
             block = metrics[key][f"{mode}_results"]
+            cis = (metrics.get(f"{key}_ci95") or {}).get(f"{mode}_results") or {}
             cells = []
             for name in ("sensitivity", "precision", "f1", "fpRate"):
                 cell = _frac(block[name])
                 if f"{name}_std" in block and block[name] is not None:
                     cell += f" ± {_frac(block[f'{name}_std'])}"
-                cells.append(cell)
+                cells.append(cell + _ci(cis.get(name), 1, 4))
             lines.append(f"| {mode}-based | {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -394,7 +472,7 @@ def print_results(
     auroc = metrics["auroc"]
     table = Table(
         title=f"{metrics['split']}: {metrics['n_records']} records, "
-        f"{metrics['duration_s'] / 3600:.2f} h, AUROC {_auroc(auroc)}"
+        f"{metrics['duration_s'] / 3600:.2f} h, AUROC {_auroc(auroc, metrics.get('auroc_ci95'))}"
     )
     for col in header:
         table.add_column(col, justify="right")
@@ -486,6 +564,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         tau_grid,
         float(sweep_cfg.tau_gap),
         float(cfg.objective.max_fa_per_24h),
+        n_resamples=int(cfg.get("bootstrap") or 0),
+        seed=int(cfg.get("bootstrap_seed") or 0),
     )
     metrics: dict[str, Any] = {
         "split": cache.split,

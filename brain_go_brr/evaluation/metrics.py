@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from brain_go_brr.annotations import Event
-from brain_go_brr.evaluation import nedc, szcore
+from brain_go_brr.evaluation import bootstrap, nedc, szcore
 from brain_go_brr.post.postprocess import PostConfig, ProbabilityTracks, Runs
 
 FA_TARGETS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0)
@@ -157,13 +157,18 @@ def score_events(
 
 @dataclass
 class SweepPoint:
-    """NEDC figures of one threshold pair over the corpus."""
+    """NEDC figures of one threshold pair over the corpus.
+
+    ``per_record`` is ``(R, 6)``: per record OVLP hits, misses, false alarms, then TAES hits,
+    misses, false alarms (what the patient-level bootstrap resamples).
+    """
 
     tau_on: float
     tau_off: float
     ovlp: nedc.Counts
     taes: nedc.Counts
     duration_s: float
+    per_record: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)), repr=False)
 
     @property
     def ovlp_fa_per_24h(self) -> float:
@@ -183,11 +188,13 @@ class SweepScorer:
         self.post = post
         self.tracks = ProbabilityTracks([r.prob for r in records])
         self.refs: list[tuple[list[float], list[float]]] = []
-        self.duration_s = 0.0
+        durations = []
         for rec in records:
             ref = nedc.nedc_spans(nonempty(rec.reference), rec.duration_s)
             self.refs.append(nedc.label_times(ref, "seiz"))
-            self.duration_s += ref[-1][1]
+            durations.append(ref[-1][1])
+        self.durations = np.array(durations)  # (R,) s, as NEDC counts them
+        self.duration_s = float(sum(durations))
         self.n_targets = np.array([len(s) for s, _ in self.refs])
 
     def hypotheses(self, tau_on: float, tau_off: float) -> Runs:
@@ -202,25 +209,27 @@ class SweepScorer:
 
     def score(self, tau_on: float, tau_off: float) -> SweepPoint:
         runs = self.hypotheses(tau_on, tau_off)
-        n_targets = float(self.n_targets.sum())
-        ovlp = nedc.Counts(n_targets, 0.0, n_targets, 0.0)
-        taes = nedc.Counts(n_targets, 0.0, n_targets, 0.0)
+        # (R, 6): OVLP hits, misses, FA; TAES hits, misses, FA. Every target is a miss until
+        # its record is scored.
+        per_record = np.zeros((len(self.tracks), 6))
+        per_record[:, 1] = per_record[:, 4] = self.n_targets
         bounds = np.searchsorted(runs.record, np.arange(len(self.tracks) + 1))
         starts = runs.start / self.post.sfreq
         stops = runs.stop / self.post.sfreq
         for rec in np.flatnonzero(np.diff(bounds)).tolist():
             lo, hi = int(bounds[rec]), int(bounds[rec + 1])
             if self.n_targets[rec] == 0:
-                ovlp.false_alarms += hi - lo
-                taes.false_alarms += hi - lo
+                per_record[rec, 2] = per_record[rec, 5] = hi - lo
                 continue
             ref_start, ref_stop = self.refs[rec]
             hyp_start, hyp_stop = starts[lo:hi].tolist(), stops[lo:hi].tolist()
             o, t = nedc.score_times(ref_start, ref_stop, hyp_start, hyp_stop)
-            # the record's targets were counted above as misses; replace them by its figures
-            ovlp = ovlp + nedc.Counts(0.0, o.hits, o.misses - o.targets, o.false_alarms)
-            taes = taes + nedc.Counts(0.0, t.hits, t.misses - t.targets, t.false_alarms)
-        return SweepPoint(tau_on, tau_off, ovlp, taes, self.duration_s)
+            per_record[rec] = (o.hits, o.misses, o.false_alarms, t.hits, t.misses, t.false_alarms)
+        n_targets = float(self.n_targets.sum())
+        total = per_record.sum(axis=0)
+        ovlp = nedc.Counts(n_targets, float(total[0]), float(total[1]), float(total[2]))
+        taes = nedc.Counts(n_targets, float(total[3]), float(total[4]), float(total[5]))
+        return SweepPoint(tau_on, tau_off, ovlp, taes, self.duration_s, per_record)
 
     def sweep(self, tau_grid: Sequence[float], tau_gap: float) -> list[SweepPoint]:
         # rounding keeps 0.86 - 0.08 at 0.78 instead of 0.7800000000000001
@@ -289,8 +298,14 @@ def score_tracks(
     fa_targets: Sequence[float] = FA_TARGETS,
     tau_grid: Sequence[float] = DEFAULT_TAU_GRID,
     tau_gap: float = DEFAULT_TAU_GAP,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> dict[str, object]:
-    """Every figure of the module docstring for probability tracks of whole records."""
+    """Every figure of the module docstring for probability tracks of whole records.
+
+    With ``n_resamples`` > 0 each figure also gets its 95 % patient-level bootstrap interval
+    (:mod:`brain_go_brr.evaluation.bootstrap`; see :func:`add_intervals`).
+    """
     if not records:
         raise ValueError("score_tracks: no records to score")
     for rec in records:
@@ -322,7 +337,142 @@ def score_tracks(
         }
         for p in points
     ]
+    if n_resamples > 0:
+        boot = bootstrap.Bootstrap([r.subject for r in records], n_resamples, seed)
+        add_intervals(result, boot, scorer, records, labels, real, fa_targets, points)
     return result
+
+
+_PROB_LEVELS = 256  # AUROC intervals from 8-bit probability levels (what the eval cache keeps)
+
+
+def add_intervals(
+    result: dict[str, object],
+    boot: bootstrap.Bootstrap,
+    scorer: SweepScorer,
+    records: Sequence[RecordTrack],
+    labels: np.ndarray,
+    real: np.ndarray,
+    fa_targets: Sequence[float],
+    points: Sequence[SweepPoint] = (),
+) -> None:
+    """Add the 95 % patient-level intervals of ``result``'s figures, in place.
+
+    Keys: ``auroc_ci95``; ``ovlp`` / ``taes`` / ``szcore``: ``sensitivity_ci95`` and
+    ``fa_per_24h_ci95`` (``fp_per_24h_ci95``, ``precision_ci95``, ``f1_ci95`` for SzCORE);
+    each point of ``sens_at_fa``: ``sensitivity_ci95``; ``szcore_evaluation_ci95`` and
+    ``szcore_evaluation_pooled_ci95`` in the official structure; ``bootstrap`` says how.
+    AUROC intervals use the probabilities in 256 levels (exact for 8-bit cached tracks).
+    """
+    post = scorer.post
+    at = scorer.score(post.tau_on, post.tau_off).per_record  # (R, 6) at the configured post
+    duration = scorer.durations
+    totals = boot.totals(np.column_stack([at, duration]))  # (B, 7)
+    for name, (h, m, f) in (("ovlp", (0, 1, 2)), ("taes", (3, 4, 5))):
+        figures = result[name]
+        assert isinstance(figures, dict)
+        figures["sensitivity_ci95"] = (
+            bootstrap.interval(bootstrap.ratio(totals[:, h], totals[:, h] + totals[:, m]))
+            if figures.get("sensitivity") is not None
+            else None
+        )
+        figures["fa_per_24h_ci95"] = bootstrap.rate_interval(
+            bootstrap.ratio(totals[:, f], totals[:, 6], 86400.0)
+        )
+    if points:
+        swept = boot.totals(np.stack([p.per_record for p in points], axis=1))  # (B, P, 6)
+        days = boot.totals(duration)[:, None] / 86400.0
+        for key, point in (result.get("sens_at_fa") or {}).items():  # type: ignore[attr-defined]
+            if point is not None:
+                values = bootstrap.sens_at_fa(
+                    swept[..., 0], swept[..., 1], swept[..., 2] / days, float(key)
+                )
+                point["sensitivity_ci95"] = bootstrap.interval(values)
+    hist = np.zeros((len(records), 2, _PROB_LEVELS))
+    for i in range(len(records)):
+        base, n = int(scorer.tracks.offsets[i]), int(scorer.tracks.lengths[i])
+        keep = real[base : base + n]
+        levels = np.rint(scorer.tracks.data[base : base + n][keep] * (_PROB_LEVELS - 1))
+        hist[i] = bootstrap.auroc_histograms(levels, labels[base : base + n][keep], _PROB_LEVELS)
+    if result.get("auroc") is not None:
+        result["auroc_ci95"] = bootstrap.interval(
+            bootstrap.auroc_from_histograms(boot.totals(hist))
+        )
+    _szcore_intervals(result, boot, records, scorer)
+    result["bootstrap"] = {
+        "unit": "subject", "n_subjects": boot.n_subjects, "n_resamples": boot.n_resamples,
+        "seed": boot.seed, "level": bootstrap.LEVEL,
+    }  # fmt: skip
+
+
+def _szcore_intervals(
+    result: dict[str, object],
+    boot: bootstrap.Bootstrap,
+    records: Sequence[RecordTrack],
+    scorer: SweepScorer,
+) -> None:
+    """Intervals of the official SzCORE blocks (sample- and event-based, subjects and pooled)."""
+    events = scorer.tracks.events(scorer.post)
+    counts: dict[str, list[tuple[int, int, int, int]]] = {"sample_results": [], "event_results": []}
+    for rec, hyp in zip(records, events, strict=True):
+        recording = szcore.recording_from_events(rec.subject, nonempty(rec.reference), hyp,
+                                                 rec.duration_s)  # fmt: skip
+        for mode, fn in (
+            ("sample_results", szcore.sample_counts),
+            ("event_results", szcore.event_counts),
+        ):
+            c = fn(recording)
+            counts[mode].append((c.tp, c.fp, c.ref_true, c.duration_s))
+    per_subject_ci: dict[str, dict[str, list[float] | None]] = {}
+    pooled_ci: dict[str, dict[str, list[float] | None]] = {}
+    for mode, rows in counts.items():
+        per_record = np.array(rows, dtype=np.float64)  # (R, 4)
+        t = boot.totals(per_record)
+        tp, fp, ref, sec = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+        pooled = {
+            "sensitivity": bootstrap.ratio(tp, ref),
+            "precision": bootstrap.ratio(tp, tp + fp),
+            "f1": bootstrap.ratio(2 * tp, 2 * tp + fp + (ref - tp)),
+            "fpRate": bootstrap.ratio(fp, sec, 86400.0),
+        }
+        pooled_ci[mode] = {
+            k: bootstrap.rate_interval(v) if k == "fpRate" else bootstrap.interval(v)
+            for k, v in pooled.items()
+        }
+        s = boot.per_subject(per_record)
+        s_tp, s_fp, s_ref, s_sec = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
+        subject_figures = {
+            "sensitivity": bootstrap.ratio(s_tp, s_ref),
+            "precision": bootstrap.ratio(s_tp, s_tp + s_fp),
+            "f1": bootstrap.ratio(2 * s_tp, 2 * s_tp + s_fp + (s_ref - s_tp)),
+            "fpRate": bootstrap.ratio(s_fp, s_sec, 86400.0),
+        }
+        per_subject_ci[mode] = {
+            k: (bootstrap.rate_interval if k == "fpRate" else bootstrap.interval)(
+                boot.subject_mean(v)
+            )
+            for k, v in subject_figures.items()
+        }
+    # no interval for a figure the point estimate leaves undefined
+    for key, cis in (
+        ("szcore_evaluation", per_subject_ci),
+        ("szcore_evaluation_pooled", pooled_ci),
+    ):
+        block = result.get(key)
+        for mode, figures in cis.items():
+            point = block.get(mode, {}) if isinstance(block, dict) else {}
+            for metric in figures:
+                if point.get(metric) is None:
+                    figures[metric] = None
+    result["szcore_evaluation_ci95"] = per_subject_ci
+    result["szcore_evaluation_pooled_ci95"] = pooled_ci
+    sz = result.get("szcore")
+    if isinstance(sz, dict):
+        event = pooled_ci["event_results"]
+        sz.update({
+            "sensitivity_ci95": event["sensitivity"], "precision_ci95": event["precision"],
+            "f1_ci95": event["f1"], "fp_per_24h_ci95": event["fpRate"],
+        })  # fmt: skip
 
 
 #: W&B / logger names of the official SzCORE blocks: (result key, averaging in the name).
@@ -338,7 +488,9 @@ def flatten(result: dict[str, object], stage: str) -> dict[str, float]:
     scoring mode and the averaging in the name: ``<stage>/szcore_event_subject_f1`` (the
     leaderboard figure: event-based, mean over subjects), ``..._event_pooled_...``,
     ``..._sample_subject_...``, ``..._sample_pooled_...``, each of ``sensitivity``,
-    ``precision``, ``f1`` and ``fp_per_24h``. Undefined figures are left out, except
+    ``precision``, ``f1`` and ``fp_per_24h``. Intervals, where the result has them:
+    ``<name>_ci95_low`` and ``<name>_ci95_high`` (AUROC, OVLP/TAES sensitivity and FA/24h,
+    ``sens_at_<k>fa``). Undefined figures are left out, except
     ``sens_at_<k>fa``, which is 0.0 when no threshold of the grid reaches ``k`` FA/24h (no
     operating point is credited), so that early stopping and checkpointing always find the key.
     """
@@ -360,4 +512,16 @@ def flatten(result: dict[str, object], stage: str) -> dict[str, float]:
         out[f"{stage}/sens_at_{key}fa"] = float(point["sensitivity"]) if point else 0.0
         if point:
             out[f"{stage}/tau_at_{key}fa"] = float(point["tau_on"])
+            _bounds(out, f"{stage}/sens_at_{key}fa", point.get("sensitivity_ci95"))
+    _bounds(out, f"{stage}/auroc", result.get("auroc_ci95"))
+    for scorer_name in ("ovlp", "taes"):
+        figures = result.get(scorer_name) or {}
+        for name in ("sensitivity", "fa_per_24h"):
+            _bounds(out, f"{stage}/{scorer_name}_{name}", figures.get(f"{name}_ci95"))  # type: ignore[attr-defined]
     return out
+
+
+def _bounds(out: dict[str, float], key: str, ci: object) -> None:
+    """``key_ci95_low`` / ``key_ci95_high`` of an interval, when there is one."""
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        out[f"{key}_ci95_low"], out[f"{key}_ci95_high"] = float(ci[0]), float(ci[1])

@@ -53,10 +53,25 @@ def _read_overrides(path: Path) -> list[str]:
     ]
 
 
-def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+def _fmt(
+    value: float | None, scale: float = 1.0, digits: int = 2, ci: list[float] | None = None
+) -> str:
+    """A figure, and its 95 % interval in brackets when there is one."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value * scale:.{digits}f}"
+    text = f"{value * scale:.{digits}f}"
+    if ci:
+        text += f" [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
+    return text
+
+
+def _cells(m: dict[str, Any]) -> str:
+    """Sensitivity % and FA/24h of one scorer, with their intervals."""
+    return (
+        _fmt(m["sensitivity"], 100, 2, m.get("sensitivity_ci95"))
+        + " | "
+        + _fmt(m["fa_per_24h"], ci=m.get("fa_per_24h_ci95"))
+    )
 
 
 def best_per_target(
@@ -106,7 +121,8 @@ def format_sweep_summary(
     lines = [
         "## All combinations (overrides that differ between jobs)",
         "",
-        "SzCORE: the official event-based figures, pooled over records.",
+        "SzCORE: the official event-based figures, pooled over records. [brackets]: 95 % "
+        "patient-level bootstrap intervals.",
         "",
         head,
         "|" + "---|" * 8,
@@ -121,7 +137,7 @@ def format_sweep_summary(
         if m is None:
             lines.append(f"| {r['job']} | {over} | failed | | | | | |")
             continue
-        cells = [_fmt(m[s]["sensitivity"], 100) + " | " + _fmt(m[s]["fa_per_24h"]) for s in SCORERS]
+        cells = [_cells(m[s]) for s in SCORERS]
         lines.append(f"| {r['job']} | {over} | " + " | ".join(cells) + " |")
     lines += ["", "## Best per FA target (highest OVLP sensitivity at OVLP FA/24h <= target)", ""]
     lines += [
@@ -133,10 +149,7 @@ def format_sweep_summary(
             lines.append(f"| {target} | - | no combination reaches this rate | - | - |")
         else:
             m = best["metrics"]["ovlp"]
-            lines.append(
-                f"| {target} | {best['job']} | {shown[best['job']]} | "
-                f"{_fmt(m['sensitivity'], 100)} | {_fmt(m['fa_per_24h'])} |"
-            )
+            lines.append(f"| {target} | {best['job']} | {shown[best['job']]} | {_cells(m)} |")
     return "\n".join(lines) + "\n"
 
 

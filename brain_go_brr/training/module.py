@@ -112,6 +112,7 @@ class SeizureDetectorModule(L.LightningModule):
         preprocess_config: dict[str, Any] | None = None,
         hemisphere_flip: float = 0.0,
         seed: int = 0,
+        bootstrap: int = 0,
     ) -> None:
         super().__init__()
         self.detector = detector
@@ -123,6 +124,7 @@ class SeizureDetectorModule(L.LightningModule):
         self.plots_dir = Path(plots_dir) if plots_dir is not None else None
         self.hemisphere_flip = check_probability(hemisphere_flip)  # fails here, not mid-run
         self.seed = int(seed)
+        self.bootstrap = int(bootstrap)  # resamples for the validation intervals; 0: off
         # Plain values only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {
@@ -308,7 +310,10 @@ class SeizureDetectorModule(L.LightningModule):
             )
             for r, track in sorted(tracks.items())
         ]
-        result: dict[str, Any] = score_tracks(inputs, self.post_cfg, fa_targets=FA_TARGETS)
+        result: dict[str, Any] = score_tracks(
+            inputs, self.post_cfg, fa_targets=FA_TARGETS, n_resamples=self.bootstrap,
+            seed=self.seed,
+        )  # fmt: skip
         metrics = flatten(result, "val")  # sens_at_<k>fa is 0.0 where no threshold gets there
         metrics["val/auroc"] = _num(result.get("auroc"))  # NaN: dev subset without seizures
         metrics["val/sensitivity"] = _num(result["ovlp"]["sensitivity"])

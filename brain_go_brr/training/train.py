@@ -139,6 +139,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model_config=_plain(cfg.model),
         preprocess_config=_plain(cfg.data.get("preprocess")),
         hemisphere_flip=float(cfg.module.hemisphere_flip),
+        bootstrap=int(cfg.module.get("bootstrap", 0) or 0),
         seed=int(cfg.seed),
     )
 
