@@ -18,7 +18,7 @@ import pytest
 import torch
 from data_fixtures import tiny_corpus
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from brain_go_brr.annotations import Event
 from brain_go_brr.evaluation import metrics as scoring
@@ -432,3 +432,49 @@ def test_optuna_sweep_over_post_rescores_the_cache(
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert f"best_value: {max(objectives)}" in best
     assert (sweep_dir / "sweep_summary.md").is_file()
+
+
+def test_seed_summary_gives_mean_and_sd_and_lists_failed_jobs(tmp_path: Path) -> None:
+    from brain_go_brr.evaluation.sweep import SeedSummaryCallback, write_seed_summary
+
+    def job(name: str, overrides: list[str], metrics: dict[str, Any] | None) -> None:
+        folder = tmp_path / name
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        if metrics is not None:
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+
+    def run(auroc: float, sens: float) -> dict[str, Any]:  # what train.py writes
+        best = {"epoch": 3, "val/auroc": auroc, "val/sens_at_10fa": sens}
+        return {"best": best, "final": {"val/auroc": 0.5}, "best_ckpt_path": "", "seed": 0}
+
+    job("0", ["seed=0"], run(0.90, 0.6))
+    job("1", ["seed=1"], run(0.80, 0.8))
+    job("2", ["seed=2"], run(0.85, 0.7))
+    job("3", ["seed=3"], None)
+    md = write_seed_summary(tmp_path)
+    summary = json.loads((tmp_path / "seed_summary.json").read_text())
+    auroc = summary["figures"]["val/auroc"]
+    assert auroc["mean"] == pytest.approx(0.85) and auroc["sd"] == pytest.approx(0.05)
+    assert auroc["n"] == 3 and "epoch" not in summary["figures"]
+    assert summary["failed"] == ["3"]
+    text = md.read_text()
+    assert "| val/auroc | 0.8500 ± 0.0500 | 3 |" in text and "3 (seed=3)" in text
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    (tmp_path / "seed_summary.md").unlink()
+    SeedSummaryCallback(when_varying=("ckpt_path",)).on_multirun_end(cfg)
+    assert not (tmp_path / "seed_summary.md").exists()  # seeds vary, not checkpoints
+    SeedSummaryCallback(when_varying=("seed",)).on_multirun_end(cfg)
+    assert (tmp_path / "seed_summary.md").exists()
+
+
+def test_job_figures_of_an_evaluation_are_named_by_path(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from brain_go_brr.evaluation.sweep import job_figures
+
+    _, metrics = evaluated_run(tmp_path_factory)
+    figures = job_figures(json.loads(json.dumps(metrics)))
+    assert figures["ovlp/fa_per_24h"] == metrics["ovlp"]["fa_per_24h"]
+    assert "szcore_evaluation/event_results/fpRate" in figures
+    assert not [k for k in figures if "ci95" in k or k.startswith(("post/", "bootstrap/"))]

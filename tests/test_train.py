@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
 import math
 import os
 import subprocess
@@ -389,3 +390,19 @@ def test_ddp_two_cpu_processes(corpus: dict[str, str], tmp_path: Path) -> None:
     assert math.isfinite(float(val_rows[0]["val/loss"]))
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2  # each rank took 2 steps on its own half of the batches
+
+
+@pytest.mark.slow
+def test_seed_multirun_ends_with_a_seed_summary(corpus: dict[str, str], tmp_path: Path) -> None:
+    """``python train.py -m seed=0,1``: each run's metrics.json, then one table of both."""
+    sweep_dir = tmp_path / "seeds"
+    _run_cli(corpus, tmp_path, ["seed=0,1", f"hydra.sweep.dir={sweep_dir}"], multirun=True)
+    for job, seed in (("0", 0), ("1", 1)):
+        run = json.loads((sweep_dir / job / "metrics.json").read_text())
+        assert run["seed"] == seed and run["best"]["epoch"] == 0
+        assert run["best"]["val/sens_at_10fa"] == run["final"]["val/sens_at_10fa"]
+    summary = json.loads((sweep_dir / "seed_summary.json").read_text())
+    assert summary["failed"] == [] and summary["figures"]["val/auroc"]["n"] == 2
+    values = summary["figures"]["val/loss"]["values"]
+    assert values[0] != values[1]  # two seeds, two models
+    assert "| val/auroc |" in (sweep_dir / "seed_summary.md").read_text()

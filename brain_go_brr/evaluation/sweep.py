@@ -186,3 +186,111 @@ class SweepSummaryCallback(Callback):
             return
         path = write_sweep_summary(sweep_dir, self.fa_targets)
         print(f"sweep summary: {path}")
+
+
+# ----------------------------------------------------------------------------- seeds
+
+#: Parts of an evaluation's metrics.json that are settings or provenance, not figures.
+_NOT_FIGURES = {"post", "source", "bootstrap", "operating_point", "split", "n_records",
+                "duration_s", "tau_on", "tau_off"}  # fmt: skip
+
+
+def job_figures(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric figures of one job's ``metrics.json``, flat: a training run's ``best``
+    (the validation figures of its best checkpoint), or an evaluation's figures named by
+    path (``ovlp/sensitivity``, ``ovlp/sens_at_fa/10/sensitivity``, ``szcore_evaluation/
+    event_results/f1``, ...). Intervals and settings are left out."""
+    if "best" in metrics and "final" in metrics:  # a training run (train.py)
+        best = metrics["best"] or {}
+        return {k: float(v) for k, v in best.items() if k.startswith(("val/", "test/"))
+                and isinstance(v, int | float) and k != "epoch"}  # fmt: skip
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key not in _NOT_FIGURES and not str(key).endswith("_ci95"):
+                    walk(f"{prefix}/{key}" if prefix else str(key), inner)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[prefix] = float(value)
+
+    walk("", metrics)
+    return out
+
+
+def seed_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and (sample) standard deviation over the finished jobs of every figure."""
+    done = [r for r in rows if r["metrics"] is not None]
+    per_job = [job_figures(r["metrics"]) for r in done]
+    names = sorted({name for figures in per_job for name in figures})
+    table: dict[str, dict[str, Any]] = {}
+    for name in names:
+        values = [f[name] for f in per_job if name in f and math.isfinite(f[name])]
+        if not values:
+            continue
+        mean = sum(values) / len(values)
+        sd = (
+            math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            if len(values) > 1
+            else None
+        )
+        table[name] = {"mean": mean, "sd": sd, "n": len(values), "values": values}
+    return {
+        "jobs": [{"job": r["job"], "overrides": r["overrides"],
+                  "status": "ok" if r["metrics"] is not None else "failed"} for r in rows],
+        "failed": [r["job"] for r in rows if r["metrics"] is None],
+        "figures": table,
+    }  # fmt: skip
+
+
+def format_seed_summary(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    shown = {
+        r["job"]: " ".join(o) or "(none)"
+        for r, o in zip(rows, varying_overrides(rows), strict=True)
+    }
+    n_ok = len(rows) - len(summary["failed"])
+    lines = [
+        f"{n_ok} finished job(s): {', '.join(shown[r['job']] for r in rows if r['metrics'])}",
+        "",
+        "| figure | mean ± sd | n | per job |",
+        "|---|---|---|---|",
+    ]
+    for name, row in summary["figures"].items():
+        sd = "" if row["sd"] is None else f" ± {row['sd']:.4f}"
+        per_job = ", ".join(f"{v:.4f}" for v in row["values"])
+        lines.append(f"| {name} | {row['mean']:.4f}{sd} | {row['n']} | {per_job} |")
+    if summary["failed"]:
+        lines += ["", "Failed jobs (no metrics.json): " + ", ".join(
+            f"{job} ({shown[job]})" for job in summary["failed"])]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_seed_summary(sweep_dir: str | os.PathLike[str]) -> Path:
+    """Write ``seed_summary.md`` and ``seed_summary.json`` into ``sweep_dir``; returns the .md."""
+    sweep_dir = Path(sweep_dir)
+    rows = collect_jobs(sweep_dir)
+    summary = seed_summary(rows)
+    atomic_write_json(sweep_dir / "seed_summary.json", summary)
+    md_path = sweep_dir / "seed_summary.md"
+    title = "# Several runs, one table: mean ± standard deviation over jobs\n\n"
+    atomic_write_text(md_path, title + format_seed_summary(summary, rows))
+    return md_path
+
+
+class SeedSummaryCallback(Callback):
+    """Hydra callback: after a multirun that varies one of ``when_varying`` (``seed``,
+    ``ckpt_path``), write the seed summary into the sweep directory."""
+
+    def __init__(self, when_varying: tuple[str, ...] = ("seed",)) -> None:
+        self.when_varying = tuple(str(k) for k in when_varying)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = collect_jobs(sweep_dir)
+        varied = {o.split("=", 1)[0].lstrip("+~") for os_ in varying_overrides(rows) for o in os_}
+        if not varied & set(self.when_varying):
+            return
+        path = write_seed_summary(sweep_dir)
+        print(f"seed summary: {path}")

@@ -142,6 +142,9 @@ class SeizureDetectorModule(L.LightningModule):
         )
         self.nonfinite_steps = 0
         self._nonfinite_run = 0
+        # Every validation's logged figures, in order (kept in checkpoints): the figures of
+        # the best checkpoint's epoch are read from here at the end of a run.
+        self.val_history: list[dict[str, float]] = []
         self._val_acc: RecordAccumulator | None = None
         self._val_loss_sum = 0.0
         self._val_loss_windows = 0
@@ -222,9 +225,11 @@ class SeizureDetectorModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nonfinite_steps"] = self.nonfinite_steps
+        checkpoint["val_history"] = [dict(row) for row in self.val_history]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
+        self.val_history = [dict(row) for row in checkpoint.get("val_history", [])]
 
     # -- validation ----------------------------------------------------------------------
 
@@ -283,6 +288,8 @@ class SeizureDetectorModule(L.LightningModule):
         windows = float(loss_stats[1])
         metrics["val/loss"] = float(loss_stats[0]) / windows if windows else math.nan
         self.log_dict(metrics, sync_dist=False)
+        if not self.trainer.sanity_checking:
+            self.val_history.append({"epoch": int(self.current_epoch), **metrics})
 
     def _score(self, tracks: dict[int, np.ndarray], partial: list[int]) -> dict[str, float]:
         """Post-process and score the stitched tracks (rank zero); plots when asked."""

@@ -6,6 +6,7 @@ The config is ``conf/train.yaml`` composed by Hydra. This is the only place (wit
 
 Run folder (``paths.output_dir``, by default ``runs/<run_name>``)::
 
+    metrics.json            the best checkpoint's validation figures, the last ones, paths
     checkpoints/best.ckpt   best val/sens_at_10fa so far
     checkpoints/last.ckpt   end of the last epoch, or the last mid-epoch save
     plots/epoch_NNN/        validation sensitivity-FA curve and example traces
@@ -31,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from brain_go_brr.inference import CheckpointMismatchError, load_detector
-from brain_go_brr.io import atomic_write_text
+from brain_go_brr.io import atomic_write_json, atomic_write_text
 from brain_go_brr.post.postprocess import PostConfig
 from brain_go_brr.training.callbacks import AtomicCheckpointIO, RandomStateCallback
 from brain_go_brr.training.module import SeizureDetectorModule
@@ -171,7 +172,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best, last = ckpt_dir / BEST_CKPT, ckpt_dir / LAST_CKPT
     metrics["best_ckpt_path"] = str(best) if best.exists() else ""
     metrics["last_ckpt_path"] = str(last) if last.exists() else ""
+    if trainer.is_global_zero:
+        atomic_write_json(output_dir / "metrics.json", run_summary(cfg, trainer, module, metrics))
     return metrics
+
+
+def run_summary(
+    cfg: DictConfig, trainer: L.Trainer, module: SeizureDetectorModule, final: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``metrics.json`` of a run folder holds: the validation figures of the best
+    checkpoint's epoch (``best``), the last logged values (``final``) and the checkpoints.
+    The seed summary of a multirun (``seed_summary.md``) reads ``best``."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    best_epoch: dict[str, Any] | None = None
+    for cb in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(cb, ModelCheckpoint) and cb.monitor and module.val_history:
+            monitor = str(cb.monitor)
+            rows = [r for r in module.val_history if monitor in r]
+            if rows:
+                sign = 1.0 if cb.mode == "max" else -1.0
+                best_epoch = max(rows, key=lambda r: sign * float(r[monitor]))
+                break  # the first row of the best value: the one the checkpoint kept
+    return {
+        "run_name": str(cfg.get("run_name")),
+        "seed": int(cfg.seed),
+        "best": best_epoch,
+        "final": {k: v for k, v in final.items() if isinstance(v, float)},
+        "best_ckpt_path": final["best_ckpt_path"],
+        "last_ckpt_path": final["last_ckpt_path"],
+    }
 
 
 __all__ = ["CheckpointMismatchError", "load_detector", "train"]
