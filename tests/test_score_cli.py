@@ -37,11 +37,16 @@ def test_score_folders_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert result["ovlp"] == {
         "targets": 2.0, "hits": 1.0, "misses": 1.0, "false_alarms": 1.0,
         "sensitivity": 0.5, "fa_per_24h": 432.0,
+        # two subjects, one hit each way: a resample holds a, b, or both
+        "sensitivity_ci95": [0.0, 1.0], "fa_per_24h_ci95": [0.0, 864.0],
     }  # fmt: skip
+    assert result["bootstrap"]["n_subjects"] == 2
     # pair a: case "starts inside": hit 0.5, fa min(1, 10/10); pair b: miss + false alarm
     assert result["taes"]["hits"] == pytest.approx(0.5)
     assert result["taes"]["false_alarms"] == pytest.approx(2.0)
-    assert set(result["szcore"]) == {"sensitivity", "precision", "f1", "fp_per_24h"}
+    assert {k for k in result["szcore"] if not k.endswith("_ci95")} == {
+        "sensitivity", "precision", "f1", "fp_per_24h"
+    }
     assert "OVLP" in capsys.readouterr().out
 
 

@@ -53,9 +53,10 @@ class Bootstrap:
         p = np.full(self.n_subjects, 1.0 / self.n_subjects)
         self.weights = rng.multinomial(self.n_subjects, p, size=self.n_resamples).astype(np.float64)
 
-    @property
-    def enabled(self) -> bool:
-        return self.n_resamples > 0 and self.n_subjects > 0
+    def description(self) -> dict[str, object]:
+        """How the intervals were drawn (``bootstrap`` in results)."""
+        return {"unit": "subject", "n_subjects": self.n_subjects,
+                "n_resamples": self.n_resamples, "seed": self.seed, "level": LEVEL}  # fmt: skip
 
     def per_subject(self, per_record: np.ndarray) -> np.ndarray:
         """``(R, ...)`` -> ``(S, ...)``: counts summed over each subject's records."""

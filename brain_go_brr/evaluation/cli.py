@@ -30,9 +30,13 @@ Prints tables and, with ``--json``, writes::
                            ..., "fpRate", "fpRate_std"}, "event_results": {...}},
      "szcore_evaluation_pooled": {"sample_results": {"sensitivity", "precision", "f1",
                                   "fpRate"}, "event_results": {...}},
-     "szcore": {"sensitivity", "precision", "f1", "fp_per_24h"}}
+     "szcore": {"sensitivity", "precision", "f1", "fp_per_24h"},
+     "bootstrap": {...}}
 
-``szcore_evaluation`` is szcore-evaluation's own output (mean and standard deviation over
+plus the 95 % patient-level bootstrap intervals as ``[low, high]`` (``--bootstrap N``
+resamples, 1000 by default, 0 for none): ``sensitivity_ci95`` and ``fa_per_24h_ci95`` of
+``ovlp`` and ``taes``, the ``*_ci95`` of ``szcore``, and ``szcore_evaluation_ci95`` /
+``szcore_evaluation_pooled_ci95`` in the official structure. ``szcore_evaluation`` is szcore-evaluation's own output (mean and standard deviation over
 subjects), ``szcore_evaluation_pooled`` its output with ``avg_per_subject=False``, ``null``
 where it gives NaN; ``szcore`` repeats the pooled event-based block under the project's
 names. NEDC sensitivities are fractions. Exit status 0, or 2 with one line naming the file,
@@ -75,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("hyp", type=Path, help="hypothesis: the same kind as REF")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="N",
+        help="patient-level bootstrap resamples for the 95 %% intervals (0: none; default 1000)",
+    )  # fmt: skip
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the resamples")
 
 
 def _read_list(path: Path) -> list[Path]:
@@ -278,10 +287,14 @@ def load_tsv_trees(ref_root: Path, hyp_root: Path) -> TsvTrees:
     return trees
 
 
-def score_tsv_trees(ref_root: Path, hyp_root: Path) -> tuple[dict[str, object], TsvTrees]:
+def score_tsv_trees(
+    ref_root: Path, hyp_root: Path, n_resamples: int = 0, seed: int = 0
+) -> tuple[dict[str, object], TsvTrees]:
     """Every figure of the module docstring for two TSV trees, and the trees as read."""
     trees = load_tsv_trees(ref_root, hyp_root)
-    result = score_events(trees.records, szcore_recordings=trees.recordings)
+    result = score_events(
+        trees.records, szcore_recordings=trees.recordings, n_resamples=n_resamples, seed=seed
+    )
     return {"input": "tsv", "missing_hypotheses": len(trees.missing), **result}, trees
 
 
@@ -336,21 +349,29 @@ def print_table(result: dict) -> None:
         nedc_table.add_column(col, justify="left" if col == "scorer" else "right")
     for name in ("ovlp", "taes"):
         r = result[name]
+        sens_ci, fa_ci = r.get("sensitivity_ci95"), r.get("fa_per_24h_ci95")
         nedc_table.add_row(
             name.upper(),
             *(_fmt(r[k]) for k in ("targets", "hits", "misses", "false_alarms")),
-            _fmt(r["sensitivity"], pct=True),
-            _fmt(r["fa_per_24h"]),
+            _fmt(r["sensitivity"], pct=True)
+            + (f" [{100 * sens_ci[0]:.1f}, {100 * sens_ci[1]:.1f}]" if sens_ci else ""),
+            _fmt(r["fa_per_24h"]) + (f" [{_fmt(fa_ci[0])}, {_fmt(fa_ci[1])}]" if fa_ci else ""),
         )
     console = Console()
     console.print(nedc_table)
     console.print(szcore_table(result))
+    boot = result.get("bootstrap")
+    if boot:
+        console.print(
+            f"In brackets: 95 % intervals, patient-level bootstrap ({boot['n_resamples']} "
+            f"resamples of {boot['n_subjects']} subjects, seed {boot['seed']})"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if is_tsv_tree(args.ref):
-            result, trees = score_tsv_trees(args.ref, args.hyp)
+            result, trees = score_tsv_trees(args.ref, args.hyp, args.bootstrap, args.bootstrap_seed)
             for note in trees.notes:
                 print(f"brain-go-brr score: warning: {note}", file=sys.stderr)
             if trees.missing:
@@ -367,7 +388,8 @@ def run(args: argparse.Namespace) -> int:
                     "needs sub-*/.../*_events.tsv files"
                 )
             records = load_pairs(pair_inputs(args.ref, args.hyp))
-            result = {"input": "csv_bi", "missing_hypotheses": 0, **score_events(records)}
+            scored = score_events(records, n_resamples=args.bootstrap, seed=args.bootstrap_seed)
+            result = {"input": "csv_bi", "missing_hypotheses": 0, **scored}
     except (ScoreInputError, AnnotationError, ValueError, OSError) as exc:
         print(f"brain-go-brr score: error: {exc}", file=sys.stderr)
         return 2

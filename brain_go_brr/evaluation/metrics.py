@@ -121,27 +121,34 @@ def score_events(
     *,
     per_record: bool = False,
     szcore_recordings: Sequence[szcore.SzcoreRecording] | None = None,
+    n_resamples: int = 0,
+    seed: int = 0,
 ) -> dict[str, object]:
     """NEDC OVLP/TAES and SzCORE figures of the seizure label over ``records``.
 
     With ``per_record`` the result also has ``"records"``: per record its id and OVLP/TAES
     counts (seizure label). SzCORE scores each record as its written events.tsv pair would
     be scored, unless ``szcore_recordings`` gives the recordings as read from such files.
+    With ``n_resamples`` > 0 the figures get their 95 % patient-level bootstrap intervals
+    (``*_ci95``, as :func:`add_intervals` names them).
     """
     ovlp_total, taes_total, duration = nedc.Counts(), nedc.Counts(), 0.0
-    rows, sz_records = [], []
+    rows, sz_records, counts = [], [], []
     for rec in records:
         ref, hyp, rec_duration = _nedc_record(rec)
         ovlp, taes = nedc.score_spans(ref, hyp, "seiz")
         ovlp_total, taes_total = ovlp_total + ovlp, taes_total + taes
         duration += rec_duration
+        counts.append((ovlp.hits, ovlp.misses, ovlp.false_alarms, taes.hits, taes.misses,
+                       taes.false_alarms, rec_duration))  # fmt: skip
         if szcore_recordings is None:
             sz_records.append(
                 szcore.recording_from_events(rec.subject, rec.ref, rec.hyp, rec.duration_s)
             )
         if per_record:
             rows.append({"record_id": rec.record_id, "ovlp": vars(ovlp), "taes": vars(taes)})
-    official = szcore.szcore_figures(sz_records if szcore_recordings is None else szcore_recordings)
+    recordings = sz_records if szcore_recordings is None else list(szcore_recordings)
+    official = szcore.szcore_figures(recordings)
     result: dict[str, object] = {
         "n_records": len(records),
         "duration_s": duration,
@@ -150,6 +157,11 @@ def score_events(
         "szcore": szcore_scorer_row(official),
         **official,
     }
+    if n_resamples > 0 and records:
+        boot = bootstrap.Bootstrap([r.subject for r in records], n_resamples, seed)
+        nedc_intervals(result, boot, np.array(counts, dtype=np.float64))
+        szcore_intervals(result, boot, recordings)
+        result["bootstrap"] = boot.description()
     if per_record:
         result["records"] = rows
     return result
@@ -367,18 +379,7 @@ def add_intervals(
     post = scorer.post
     at = scorer.score(post.tau_on, post.tau_off).per_record  # (R, 6) at the configured post
     duration = scorer.durations
-    totals = boot.totals(np.column_stack([at, duration]))  # (B, 7)
-    for name, (h, m, f) in (("ovlp", (0, 1, 2)), ("taes", (3, 4, 5))):
-        figures = result[name]
-        assert isinstance(figures, dict)
-        figures["sensitivity_ci95"] = (
-            bootstrap.interval(bootstrap.ratio(totals[:, h], totals[:, h] + totals[:, m]))
-            if figures.get("sensitivity") is not None
-            else None
-        )
-        figures["fa_per_24h_ci95"] = bootstrap.rate_interval(
-            bootstrap.ratio(totals[:, f], totals[:, 6], 86400.0)
-        )
+    nedc_intervals(result, boot, np.column_stack([at, duration]))
     if points:
         swept = boot.totals(np.stack([p.per_record for p in points], axis=1))  # (B, P, 6)
         days = boot.totals(duration)[:, None] / 86400.0
@@ -398,25 +399,44 @@ def add_intervals(
         result["auroc_ci95"] = bootstrap.interval(
             bootstrap.auroc_from_histograms(boot.totals(hist))
         )
-    _szcore_intervals(result, boot, records, scorer)
-    result["bootstrap"] = {
-        "unit": "subject", "n_subjects": boot.n_subjects, "n_resamples": boot.n_resamples,
-        "seed": boot.seed, "level": bootstrap.LEVEL,
-    }  # fmt: skip
+    events = scorer.tracks.events(scorer.post)
+    recordings = [
+        szcore.recording_from_events(r.subject, nonempty(r.reference), hyp, r.duration_s)
+        for r, hyp in zip(records, events, strict=True)
+    ]
+    szcore_intervals(result, boot, recordings)
+    result["bootstrap"] = boot.description()
 
 
-def _szcore_intervals(
+def nedc_intervals(
+    result: dict[str, object], boot: bootstrap.Bootstrap, per_record: np.ndarray
+) -> None:
+    """``sensitivity_ci95`` and ``fa_per_24h_ci95`` of ``ovlp`` and ``taes``, in place, from
+    ``(R, 7)`` per-record counts: OVLP hits, misses, FA, TAES hits, misses, FA, seconds."""
+    totals = boot.totals(per_record)  # (B, 7)
+    for name, (h, m, f) in (("ovlp", (0, 1, 2)), ("taes", (3, 4, 5))):
+        figures = result[name]
+        assert isinstance(figures, dict)
+        figures["sensitivity_ci95"] = (
+            bootstrap.interval(bootstrap.ratio(totals[:, h], totals[:, h] + totals[:, m]))
+            if figures.get("sensitivity") is not None
+            else None
+        )
+        figures["fa_per_24h_ci95"] = bootstrap.rate_interval(
+            bootstrap.ratio(totals[:, f], totals[:, 6], 86400.0)
+        )
+
+
+def szcore_intervals(
     result: dict[str, object],
     boot: bootstrap.Bootstrap,
-    records: Sequence[RecordTrack],
-    scorer: SweepScorer,
+    recordings: Sequence[szcore.SzcoreRecording],
 ) -> None:
-    """Intervals of the official SzCORE blocks (sample- and event-based, subjects and pooled)."""
-    events = scorer.tracks.events(scorer.post)
+    """Intervals of the official SzCORE blocks (sample- and event-based, subjects and
+    pooled), in place: ``szcore_evaluation_ci95``, ``szcore_evaluation_pooled_ci95`` and the
+    ``*_ci95`` of ``szcore``; ``boot`` resamples the subjects of ``recordings``."""
     counts: dict[str, list[tuple[int, int, int, int]]] = {"sample_results": [], "event_results": []}
-    for rec, hyp in zip(records, events, strict=True):
-        recording = szcore.recording_from_events(rec.subject, nonempty(rec.reference), hyp,
-                                                 rec.duration_s)  # fmt: skip
+    for recording in recordings:
         for mode, fn in (
             ("sample_results", szcore.sample_counts),
             ("event_results", szcore.event_counts),
