@@ -11,7 +11,8 @@ command-line tool (interpreter start-up, imports and printing included):
 
 * ours: ``brain_go_brr.evaluation.cli.score_tsv_trees`` (what ``brain-go-brr score REF HYP``
   runs: every SzCORE figure, per subject and pooled, plus NEDC OVLP and TAES); the command
-  ``brain-go-brr score REF HYP --json OUT``;
+  ``brain-go-brr score REF HYP --json OUT``, which also draws its default 1000-resample
+  bootstrap intervals;
 * szcore-evaluation 0.0.7 ``evaluate_dataset(ref, hyp, out)`` (its default, per subject);
   the command ``python -m szcore_evaluation REF HYP OUT``; run by the Python in
   ``SZCORE_PYTHON`` (>= 3.12 with ``pip install
@@ -186,7 +187,8 @@ def main() -> None:
             f"Ours is **{ratio:.1f}x faster** at scoring (target >= 10x), "
             f"{official['wall_s'] / ours['wall_s']:.1f}x as command-line tools; the figures "
             f"{'agree in every digit compared (rel. 1e-12)' if same else 'DIFFER'}. Relative: "
-            "the scoring times; peak RSS of the scoring process.\n"
+            "the scoring times; peak RSS of the scoring process. The command-line tool of ours "
+            "also computes the 1000-resample bootstrap intervals of every figure.\n"
         )
     body = (
         f"{N_RECORDS} recordings, {N_SUBJECTS} subjects, {HOURS} h, {n_seizures} reference "

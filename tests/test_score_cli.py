@@ -45,7 +45,10 @@ def test_score_folders_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert result["taes"]["hits"] == pytest.approx(0.5)
     assert result["taes"]["false_alarms"] == pytest.approx(2.0)
     assert {k for k in result["szcore"] if not k.endswith("_ci95")} == {
-        "sensitivity", "precision", "f1", "fp_per_24h"
+        "sensitivity",
+        "precision",
+        "f1",
+        "fp_per_24h",
     }
     assert "OVLP" in capsys.readouterr().out
 
