@@ -5,9 +5,11 @@ One implementation serves training validation, ``evaluate.py`` and ``brain-go-br
 * :func:`score_tracks` (records with probability tracks -> every figure, threshold sweep
   included) and :func:`score_events` (records with reference/hypothesis events), both in
   :mod:`brain_go_brr.evaluation.metrics`, which documents the result dict;
-* :mod:`~brain_go_brr.evaluation.nedc` (the NEDC rules), :mod:`~brain_go_brr.evaluation.szcore`,
-  :mod:`~brain_go_brr.evaluation.writers` (csv_bi and BIDS ``*_events.tsv``),
-  :mod:`~brain_go_brr.evaluation.cli` (the ``score`` command).
+* :mod:`~brain_go_brr.evaluation.nedc` (the NEDC rules), :mod:`~brain_go_brr.evaluation.szcore`
+  (the official SzCORE figures), :mod:`~brain_go_brr.evaluation.bootstrap` (patient-level
+  95 % intervals), :mod:`~brain_go_brr.evaluation.writers` (csv_bi and BIDS
+  ``*_events.tsv``), :mod:`~brain_go_brr.evaluation.cli` (the ``score`` command),
+  :mod:`~brain_go_brr.evaluation.sweep` (sweep and seed summaries).
 """
 
 from brain_go_brr.evaluation.metrics import (
