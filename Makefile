@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format demo bench clean
+.PHONY: help setup test test-fast lint format demo bench gpu-check clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ demo: $(STAMP) ## synthetic corpus -> cache -> train v3_tiny on CPU -> evaluate
 
 bench: $(STAMP) ## run every benchmark and update BENCHMARKS.md
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# On the lent GPU machine (no network): make gpu-check GPU_PY=python3, with the carried
+# wheels on PYTHONPATH (benchmarks/gpu_wheels.sh, benchmarks/gpu_check.py).
+GPU_PY ?=
+gpu-check: ## the GPU acceptance check (says so and exits 0 without CUDA)
+	$(if $(GPU_PY),,$(MAKE) setup && )$(or $(GPU_PY),$(PY)) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache outputs multirun wandb lightning_logs
