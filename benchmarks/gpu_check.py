@@ -151,8 +151,8 @@ def check_train_preset(preset: str, quick: bool) -> list[Row]:
     batch = int(cfg.data.batch_size)
     _, dtype = device_and_autocast("cuda", str(cfg.trainer.precision))
     opt = torch.optim.AdamW(detector.parameters(), lr=1e-4)
-    x = torch.randn(batch, 19, 15360, device="cuda")
-    y = (torch.rand(batch, 15360, device="cuda") < 0.1).float()
+    x = torch.randn(batch, 19, 15360).cuda()
+    y = (torch.rand(batch, 15360) < 0.1).float().cuda()
     pe_time = [0.0]
     starts: list[Any] = []
 
@@ -204,7 +204,7 @@ def check_inference(quick: bool) -> list[Row]:
     torch.manual_seed(0)
     detector, _ = _v3("h100")
     detector = detector.cuda().eval()
-    x = torch.randn(64, 19, 15360, device="cuda")
+    x = torch.randn(64, 19, 15360).cuda()
     with torch.inference_mode():
         p32 = torch.sigmoid(detector(x).float())
         with torch.autocast("cuda", dtype=torch.bfloat16):
