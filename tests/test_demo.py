@@ -57,3 +57,35 @@ def test_demo_trains_scores_dev_and_applies_the_dev_thresholds_to_eval(
     assert f"OVLP sensitivity {100 * test['ovlp']['sensitivity']:.1f} %" in out
     saved = OmegaConf.load(work / "runs/demo/config.yaml")
     assert saved.model.node_dim == 8  # v3_tiny: the demo's model, not the default v3
+
+
+@pytest.mark.slow
+def test_two_demo_runs_print_identical_figures(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Same seed, same demo: every figure line it prints (not its timings or paths)."""
+    corpus = tiny_corpus(tmp_path_factory)
+
+    def figures() -> tuple[list[str], dict]:
+        work = tmp_path_factory.mktemp("demo_again")
+        monkeypatch.chdir(work)
+        demo.main(
+            [
+                "data=synthetic", f"data.root={corpus}", f"data.cache_dir={work / 'cache'}",
+                "data.synthetic.n_patients=5", "data.synthetic.hours=0.3",
+                "data.synthetic.seed=3", "data.eval_stride_s=60", "data.prepare_workers=1",
+                "logger=none", "module.plots=false", "trainer.max_epochs=1",
+                "trainer.limit_train_batches=3",
+            ]
+        )  # fmt: skip
+        out = capsys.readouterr().out
+        lines = [line for line in out.splitlines() if "sensitivity" in line or "verdict" in line]
+        lines = [line.split(" (results ")[0] for line in lines]  # the run folder differs
+        metrics = json.loads((work / "runs/demo/eval_eval/metrics.json").read_text())
+        metrics.pop("source")  # the checkpoint's path and mtime
+        return lines, metrics
+
+    first, second = figures(), figures()
+    assert first[0] and first == second
