@@ -23,6 +23,16 @@ def test_compose_eval_takes_the_training_groups_and_replaces_post_keys(tmp_path:
         demo.compose_eval(train_cfg, "x.ckpt", tmp_path / "e", "eval", {"tau_up": 0.5})
 
 
+def _tiny_demo(corpus: Path, work: Path) -> list[str]:
+    """The demo's overrides for the tiny corpus: a few steps, not the recipe."""
+    return [
+        "data=synthetic", f"data.root={corpus}", f"data.cache_dir={work / 'cache'}",
+        "data.synthetic.n_patients=5", "data.synthetic.hours=0.3", "data.synthetic.seed=3",
+        "data.eval_stride_s=60", "data.prepare_workers=1", "logger=none",
+        "module.plots=false", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_demo_trains_scores_dev_and_applies_the_dev_thresholds_to_eval(
     tmp_path_factory: pytest.TempPathFactory,
@@ -32,14 +42,7 @@ def test_demo_trains_scores_dev_and_applies_the_dev_thresholds_to_eval(
     corpus = tiny_corpus(tmp_path_factory)
     work = tmp_path_factory.mktemp("demo")
     monkeypatch.chdir(work)
-    status = demo.main(
-        [
-            "data=synthetic", f"data.root={corpus}", f"data.cache_dir={work / 'cache'}",
-            "data.synthetic.n_patients=5", "data.synthetic.hours=0.3", "data.synthetic.seed=3",
-            "data.eval_stride_s=60", "data.prepare_workers=1", "logger=none",
-            "module.plots=false", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-        ]
-    )  # fmt: skip
+    status = demo.main(_tiny_demo(corpus, work))
     out = capsys.readouterr().out
     dev = json.loads((work / "runs/demo/eval_dev/metrics.json").read_text())
     at_target = dev["ovlp"]["sens_at_fa"]["5"]
@@ -71,15 +74,7 @@ def test_two_demo_runs_print_identical_figures(
     def figures() -> tuple[list[str], dict]:
         work = tmp_path_factory.mktemp("demo_again")
         monkeypatch.chdir(work)
-        demo.main(
-            [
-                "data=synthetic", f"data.root={corpus}", f"data.cache_dir={work / 'cache'}",
-                "data.synthetic.n_patients=5", "data.synthetic.hours=0.3",
-                "data.synthetic.seed=3", "data.eval_stride_s=60", "data.prepare_workers=1",
-                "logger=none", "module.plots=false", "trainer.max_epochs=1",
-                "trainer.limit_train_batches=3",
-            ]
-        )  # fmt: skip
+        demo.main(_tiny_demo(corpus, work))
         out = capsys.readouterr().out
         lines = [line for line in out.splitlines() if "sensitivity" in line or "verdict" in line]
         lines = [line.split(" (results ")[0] for line in lines]  # the run folder differs

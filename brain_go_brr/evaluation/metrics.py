@@ -427,6 +427,17 @@ def nedc_intervals(
         )
 
 
+def _szcore_ratios(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """SzCORE's four figures of ``(..., 4)`` counts (tp, fp, reference positives, seconds)."""
+    tp, fp, ref, sec = counts[..., 0], counts[..., 1], counts[..., 2], counts[..., 3]
+    return {
+        "sensitivity": bootstrap.ratio(tp, ref),
+        "precision": bootstrap.ratio(tp, tp + fp),
+        "f1": bootstrap.ratio(2 * tp, 2 * tp + fp + (ref - tp)),
+        "fpRate": bootstrap.ratio(fp, sec, 86400.0),
+    }
+
+
 def szcore_intervals(
     result: dict[str, object],
     boot: bootstrap.Bootstrap,
@@ -447,26 +458,12 @@ def szcore_intervals(
     pooled_ci: dict[str, dict[str, list[float] | None]] = {}
     for mode, rows in counts.items():
         per_record = np.array(rows, dtype=np.float64)  # (R, 4)
-        t = boot.totals(per_record)
-        tp, fp, ref, sec = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
-        pooled = {
-            "sensitivity": bootstrap.ratio(tp, ref),
-            "precision": bootstrap.ratio(tp, tp + fp),
-            "f1": bootstrap.ratio(2 * tp, 2 * tp + fp + (ref - tp)),
-            "fpRate": bootstrap.ratio(fp, sec, 86400.0),
-        }
+        pooled = _szcore_ratios(boot.totals(per_record))  # per resample
         pooled_ci[mode] = {
             k: bootstrap.rate_interval(v) if k == "fpRate" else bootstrap.interval(v)
             for k, v in pooled.items()
         }
-        s = boot.per_subject(per_record)
-        s_tp, s_fp, s_ref, s_sec = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
-        subject_figures = {
-            "sensitivity": bootstrap.ratio(s_tp, s_ref),
-            "precision": bootstrap.ratio(s_tp, s_tp + s_fp),
-            "f1": bootstrap.ratio(2 * s_tp, 2 * s_tp + s_fp + (s_ref - s_tp)),
-            "fpRate": bootstrap.ratio(s_fp, s_sec, 86400.0),
-        }
+        subject_figures = _szcore_ratios(boot.per_subject(per_record))  # per subject
         per_subject_ci[mode] = {
             k: (bootstrap.rate_interval if k == "fpRate" else bootstrap.interval)(
                 boot.subject_mean(v)
