@@ -425,3 +425,32 @@ def test_the_algorithm_yaml_has_what_szcore_requires() -> None:
     person = {"given_names", "family_names", "affiliation", "email"}
     assert all(set(a) <= person and a for a in meta["authors"])
     assert all(isinstance(d, str) and d for d in meta["datasets"])
+
+
+def test_szcore_input_without_fz_and_pz(ckpt: Path, tmp_path: Path) -> None:
+    """Missing Fz and Pz (as in about 249 TUSZ files) are interpolated, not refused."""
+    rows = _electrodes(256, 60, seed=6)
+    mean = np.mean([rows[c] for c in CHANNELS], axis=0)
+    kept = {f"{c}-Avg": rows[c] - mean for c in CHANNELS if c not in ("Fz", "Pz")}
+    edf = tmp_path / "no_fz_pz.edf"
+    write_edf(edf, np.stack(list(kept.values())), list(kept), 256, start=START)
+    detection = Detector(ckpt).run(edf)
+    assert detection.note is None and detection.prob is not None
+    assert main(["szcore", str(edf), str(tmp_path / "o.tsv"), "--ckpt", str(ckpt)]) == 0
+    assert read_events_tsv(tmp_path / "o.tsv").duration_s == 60.0
+
+
+@pytest.mark.slow
+def test_detect_on_a_tusz_tree_gives_csv_bi_that_score_pairs_by_name(
+    ckpt: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from data_fixtures import tiny_corpus
+
+    corpus = tiny_corpus(tmp_path_factory)
+    out = tmp_path / "hyp"
+    assert main(["detect", str(corpus / "edf"), "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    refs = sorted(p.name for p in (corpus / "edf").rglob("*.csv_bi"))
+    assert sorted(p.name for p in out.rglob("*.csv_bi")) == refs
+    report = tmp_path / "s.json"
+    assert main(["score", str(corpus / "edf"), str(out), "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["n_records"] == len(refs)
