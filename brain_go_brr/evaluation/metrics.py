@@ -130,7 +130,9 @@ def score_events(
     counts (seizure label). SzCORE scores each record as its written events.tsv pair would
     be scored, unless ``szcore_recordings`` gives the recordings as read from such files.
     With ``n_resamples`` > 0 the figures get their 95 % patient-level bootstrap intervals
-    (``*_ci95``, as :func:`add_intervals` names them).
+    (``*_ci95``: ``sensitivity_ci95`` and ``fa_per_24h_ci95`` of ``ovlp`` and ``taes``, those
+    of ``szcore``, ``szcore_evaluation_ci95`` and ``szcore_evaluation_pooled_ci95``) and
+    ``bootstrap`` says how they were drawn.
     """
     ovlp_total, taes_total, duration = nedc.Counts(), nedc.Counts(), 0.0
     rows, sz_records, counts = [], [], []
@@ -148,7 +150,8 @@ def score_events(
         if per_record:
             rows.append({"record_id": rec.record_id, "ovlp": vars(ovlp), "taes": vars(taes)})
     recordings = sz_records if szcore_recordings is None else list(szcore_recordings)
-    official = szcore.szcore_figures(recordings)
+    sz_counts = szcore.count_recordings(recordings)
+    official = szcore.szcore_figures(recordings, sz_counts)
     result: dict[str, object] = {
         "n_records": len(records),
         "duration_s": duration,
@@ -160,7 +163,7 @@ def score_events(
     if n_resamples > 0 and records:
         boot = bootstrap.Bootstrap([r.subject for r in records], n_resamples, seed)
         nedc_intervals(result, boot, np.array(counts, dtype=np.float64))
-        szcore_intervals(result, boot, recordings)
+        szcore_intervals(result, boot, sz_counts)
         result["bootstrap"] = boot.description()
     if per_record:
         result["records"] = rows
@@ -316,7 +319,8 @@ def score_tracks(
     """Every figure of the module docstring for probability tracks of whole records.
 
     With ``n_resamples`` > 0 each figure also gets its 95 % patient-level bootstrap interval
-    (:mod:`brain_go_brr.evaluation.bootstrap`; see :func:`add_intervals`).
+    (:mod:`brain_go_brr.evaluation.bootstrap`): those of :func:`score_events`, then
+    :func:`add_intervals` (AUROC, ``sens_at_fa``).
     """
     if not records:
         raise ValueError("score_tracks: no records to score")
@@ -334,7 +338,9 @@ def score_tracks(
         [
             RecordEvents(r.record_id, r.subject, r.duration_s, nonempty(r.reference), ev)
             for r, ev in zip(records, events, strict=True)
-        ]
+        ],
+        n_resamples=n_resamples,
+        seed=seed,
     )
     labels, real = _sample_labels(scorer.tracks, records, post.sfreq)
     result["auroc"] = auroc(scorer.tracks.data[real], labels[real])
@@ -351,7 +357,7 @@ def score_tracks(
     ]
     if n_resamples > 0:
         boot = bootstrap.Bootstrap([r.subject for r in records], n_resamples, seed)
-        add_intervals(result, boot, scorer, records, labels, real, fa_targets, points)
+        add_intervals(result, boot, scorer, labels, real, points)
     return result
 
 
@@ -362,50 +368,34 @@ def add_intervals(
     result: dict[str, object],
     boot: bootstrap.Bootstrap,
     scorer: SweepScorer,
-    records: Sequence[RecordTrack],
     labels: np.ndarray,
     real: np.ndarray,
-    fa_targets: Sequence[float],
     points: Sequence[SweepPoint] = (),
 ) -> None:
-    """Add the 95 % patient-level intervals of ``result``'s figures, in place.
-
-    Keys: ``auroc_ci95``; ``ovlp`` / ``taes`` / ``szcore``: ``sensitivity_ci95`` and
-    ``fa_per_24h_ci95`` (``fp_per_24h_ci95``, ``precision_ci95``, ``f1_ci95`` for SzCORE);
-    each point of ``sens_at_fa``: ``sensitivity_ci95``; ``szcore_evaluation_ci95`` and
-    ``szcore_evaluation_pooled_ci95`` in the official structure; ``bootstrap`` says how.
-    AUROC intervals use the probabilities in 256 levels (exact for 8-bit cached tracks).
-    """
-    post = scorer.post
-    at = scorer.score(post.tau_on, post.tau_off).per_record  # (R, 6) at the configured post
-    duration = scorer.durations
-    nedc_intervals(result, boot, np.column_stack([at, duration]))
+    """Add the 95 % patient-level intervals of the track figures, in place: ``auroc_ci95``
+    and each ``sens_at_fa`` point's ``sensitivity_ci95`` (the event figures' come from
+    :func:`score_events`). AUROC intervals use the probabilities in 256 levels (exact for
+    8-bit cached tracks)."""
     if points:
         swept = boot.totals(np.stack([p.per_record for p in points], axis=1))  # (B, P, 6)
-        days = boot.totals(duration)[:, None] / 86400.0
+        days = boot.totals(scorer.durations)[:, None] / 86400.0
         for key, point in (result.get("sens_at_fa") or {}).items():  # type: ignore[attr-defined]
             if point is not None:
                 values = bootstrap.sens_at_fa(
                     swept[..., 0], swept[..., 1], swept[..., 2] / days, float(key)
                 )
                 point["sensitivity_ci95"] = bootstrap.interval(values)
-    hist = np.zeros((len(records), 2, _PROB_LEVELS))
-    for i in range(len(records)):
-        base, n = int(scorer.tracks.offsets[i]), int(scorer.tracks.lengths[i])
-        keep = real[base : base + n]
-        levels = np.rint(scorer.tracks.data[base : base + n][keep] * (_PROB_LEVELS - 1))
-        hist[i] = bootstrap.auroc_histograms(levels, labels[base : base + n][keep], _PROB_LEVELS)
     if result.get("auroc") is not None:
+        tracks = scorer.tracks
+        hist = np.zeros((len(tracks), 2, _PROB_LEVELS))
+        for i in range(len(tracks)):
+            lo, hi = int(tracks.offsets[i]), int(tracks.offsets[i] + tracks.lengths[i])
+            keep = real[lo:hi]
+            levels = np.rint(tracks.data[lo:hi][keep] * (_PROB_LEVELS - 1))
+            hist[i] = bootstrap.auroc_histograms(levels, labels[lo:hi][keep], _PROB_LEVELS)
         result["auroc_ci95"] = bootstrap.interval(
             bootstrap.auroc_from_histograms(boot.totals(hist))
         )
-    events = scorer.tracks.events(scorer.post)
-    recordings = [
-        szcore.recording_from_events(r.subject, nonempty(r.reference), hyp, r.duration_s)
-        for r, hyp in zip(records, events, strict=True)
-    ]
-    szcore_intervals(result, boot, recordings)
-    result["bootstrap"] = boot.description()
 
 
 def nedc_intervals(
@@ -441,23 +431,19 @@ def _szcore_ratios(counts: np.ndarray) -> dict[str, np.ndarray]:
 def szcore_intervals(
     result: dict[str, object],
     boot: bootstrap.Bootstrap,
-    recordings: Sequence[szcore.SzcoreRecording],
+    counts: Sequence[szcore.RecordingCounts],
 ) -> None:
     """Intervals of the official SzCORE blocks (sample- and event-based, subjects and
     pooled), in place: ``szcore_evaluation_ci95``, ``szcore_evaluation_pooled_ci95`` and the
-    ``*_ci95`` of ``szcore``; ``boot`` resamples the subjects of ``recordings``."""
-    counts: dict[str, list[tuple[int, int, int, int]]] = {"sample_results": [], "event_results": []}
-    for recording in recordings:
-        for mode, fn in (
-            ("sample_results", szcore.sample_counts),
-            ("event_results", szcore.event_counts),
-        ):
-            c = fn(recording)
-            counts[mode].append((c.tp, c.fp, c.ref_true, c.duration_s))
+    ``*_ci95`` of ``szcore``; ``counts`` per recording, ``boot`` resamples their subjects."""
+    by_mode = {
+        mode: np.array([(c.tp, c.fp, c.ref_true, c.duration_s) for c in (rec[i] for rec in counts)],
+                       dtype=np.float64).reshape(-1, 4)  # (R, 4)
+        for i, mode in enumerate(("sample_results", "event_results"))
+    }  # fmt: skip
     per_subject_ci: dict[str, dict[str, list[float] | None]] = {}
     pooled_ci: dict[str, dict[str, list[float] | None]] = {}
-    for mode, rows in counts.items():
-        per_record = np.array(rows, dtype=np.float64)  # (R, 4)
+    for mode, per_record in by_mode.items():
         pooled = _szcore_ratios(boot.totals(per_record))  # per resample
         pooled_ci[mode] = {
             k: bootstrap.rate_interval(v) if k == "fpRate" else bootstrap.interval(v)

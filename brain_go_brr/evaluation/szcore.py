@@ -257,34 +257,49 @@ def _nan_stats(values: list[float]) -> tuple[float, float]:
         return float(np.nanmean(arr)), float(np.nanstd(arr))
 
 
+#: One recording's counts: (sample-based, event-based).
+RecordingCounts = tuple[Counts, Counts]
+
+
+def count_recordings(recordings: Sequence[SzcoreRecording]) -> list[RecordingCounts]:
+    """Per recording, its sample- and event-based counts (rules 3 and 4), computed once for
+    every figure and interval that follows."""
+    return [(sample_counts(rec), event_counts(rec)) for rec in recordings]
+
+
 def evaluate_recordings(
-    recordings: Sequence[SzcoreRecording], avg_per_subject: bool = True
+    recordings: Sequence[SzcoreRecording],
+    avg_per_subject: bool = True,
+    counts: Sequence[RecordingCounts] | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{"sample_results": {...}, "event_results": {...}}`` as szcore-evaluation returns it.
 
     With ``avg_per_subject`` (the scorer's default) each block holds ``sensitivity``,
     ``sensitivity_std``, ``precision``, ``precision_std``, ``f1``, ``f1_std``, ``fpRate``,
-    ``fpRate_std`` over subjects; without it, the four pooled figures.
+    ``fpRate_std`` over subjects; without it, the four pooled figures. ``counts`` are
+    :func:`count_recordings` of ``recordings``, when already computed.
     """
     if not recordings:
         raise ValueError("SzCORE: no recordings to score")
     per_subject: dict[str, tuple[Counts, Counts]] = {}
-    for rec in recordings:
+    for rec, (rec_sample, rec_event) in zip(
+        recordings, counts if counts is not None else count_recordings(recordings), strict=True
+    ):
         sample, event = per_subject.setdefault(rec.subject, (Counts(), Counts()))
-        sample += sample_counts(rec)
-        event += event_counts(rec)
+        sample += rec_sample
+        event += rec_event
     out: dict[str, dict[str, float]] = {}
     for mode, index, fs in (("sample_results", 0, 1), ("event_results", 1, 10)):
         block: dict[str, float] = {}
         if avg_per_subject:
-            figures = [counts[index].figures(fs) for _, counts in sorted(per_subject.items())]
+            figures = [c[index].figures(fs) for _, c in sorted(per_subject.items())]
             for metric in METRICS:
                 mean, std = _nan_stats([f[metric] for f in figures])
                 block[metric], block[f"{metric}_std"] = mean, std
         else:
             total = Counts()
-            for counts in per_subject.values():
-                total += counts[index]
+            for c in per_subject.values():
+                total += c[index]
             block = total.figures(fs)
         out[mode] = block
     return out
@@ -299,15 +314,16 @@ def nan_to_none(value: object) -> object:
     return value
 
 
-def szcore_figures(recordings: Sequence[SzcoreRecording]) -> dict[str, object]:
+def szcore_figures(
+    recordings: Sequence[SzcoreRecording], counts: Sequence[RecordingCounts] | None = None
+) -> dict[str, object]:
     """The two official outputs, JSON-ready: per-subject (the default) and pooled.
 
     ``{"szcore_evaluation": {"sample_results", "event_results"},
     "szcore_evaluation_pooled": {...}}`` with ``null`` for NaN.
     """
+    counts = counts if counts is not None else count_recordings(recordings)
     return {
-        "szcore_evaluation": nan_to_none(evaluate_recordings(recordings, avg_per_subject=True)),
-        "szcore_evaluation_pooled": nan_to_none(
-            evaluate_recordings(recordings, avg_per_subject=False)
-        ),
+        "szcore_evaluation": nan_to_none(evaluate_recordings(recordings, True, counts)),
+        "szcore_evaluation_pooled": nan_to_none(evaluate_recordings(recordings, False, counts)),
     }
