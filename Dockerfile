@@ -9,7 +9,7 @@
 #
 # Both files must lie inside the build context (copy them next to this Dockerfile if
 # needed). The image runs on the CPU, offline, as a non-root user. Untested here: the
-# machines this project is built on have no Docker engine (README, "The SzCORE container").
+# machines this project is built on have no Docker engine (docs/detect_and_container.md).
 ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim
 
