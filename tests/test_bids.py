@@ -376,7 +376,7 @@ def test_a_tusz_trained_model_on_a_bids_corpus_sees_what_it_saw_in_tusz_form(
 
 @pytest.mark.slow
 def test_readme_path_synth_prepare_train_evaluate_score(tmp_path: Path) -> None:
-    """The README's BIDS commands as a new user runs them, each its own process."""
+    """docs/bids_and_szcore.md's commands as a new user runs them, each its own process."""
     import subprocess
     import sys
 

@@ -70,7 +70,7 @@ def _electrodes(sfreq: int, seconds: int, seed: int = 0) -> dict[str, np.ndarray
 
 
 def write_field_files(folder: Path) -> dict[str, Path]:
-    """One EDF per convention of the field's files (see the README of this test module)."""
+    """One EDF per convention of the field's files (see the module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
 
