@@ -253,7 +253,8 @@ def predict_record(
     Args:
         detector: maps (B, 19, window_samples) float to (B, window_samples) logits.
         signals: (19, n_samples) preprocessed recording at 256 Hz (float16 memmap is fine).
-        window_samples, stride_samples: window length and stride (samples).
+        window_samples: window length (samples).
+        stride_samples: window stride (samples).
         on_batch: called with the number of windows after each forward pass (progress).
 
     Returns:

@@ -4,15 +4,14 @@
 operating system. By default glibc serves every allocation above a threshold (at most
 32 MB) with a fresh ``mmap`` and returns it with ``munmap`` when freed, so each large
 intermediate tensor of the model (the edge stream's are 100+ MB at batch 2) is
-page-faulted in, zero-filled by the kernel, at every forward pass. On the 2-core benchmark
-machine that kernel work took more time than the arithmetic: v3 inference at batch 2 went
-from about 4.7 s to 1.9 s per batch with the tuning (``benchmarks/bench_model.py`` reports
-both). PyTorch's CPU performance guide gets the same effect by preloading jemalloc or
-tcmalloc; this needs no extra library.
+page-faulted in, zero-filled by the kernel, at every forward pass. On a small CPU machine
+that kernel work can take more time than the arithmetic (``benchmarks/bench_model.py``
+measures v3 inference with and without the tuning; BENCHMARKS.md). PyTorch's CPU
+performance guide gets the same effect by preloading jemalloc or tcmalloc; this needs no
+extra library.
 
 The cost: memory freed by the process stays mapped to it (the resident set does not
-shrink after a peak). The scorer's numpy work gained nothing from it (the scoring
-benchmark was no faster with it, and its timings varied more than either way), so only
+shrink after a peak). The scorer's numpy work gained nothing from it, so only
 the code that runs the model applies it: ``train()``, ``evaluate()`` with a checkpoint,
 ``brain-go-brr detect`` and the model benchmarks, not the scorer or the data pipeline.
 Set ``BGB_MALLOC_TUNING=0`` to keep glibc's defaults everywhere. On systems without glibc

@@ -149,9 +149,12 @@ def test_plan_statistics_look_like_tusz() -> None:
     seizures = [s for p in plans for s in p.spec.seizures]
     lengths = np.array([s.offset_s - s.onset_s for s in seizures])
     assert lengths.min() >= 10.0 - 1e-3 and lengths.max() <= 120.0 + 1e-3
-    assert 0.3 <= np.mean([bool(p.spec.seizures) for p in plans]) <= 0.5
-    assert 0.05 <= lengths.sum() / durations.sum() <= 0.11
-    assert {len(p.spec.seizures) for p in plans} - {0} == {1, 2, 3}
+    # generator version 3: 90 % of patients have seizures in 70 % of their files, 1-5 a file
+    assert 0.5 <= np.mean([bool(p.spec.seizures) for p in plans]) <= 0.75
+    assert 0.07 <= lengths.sum() / durations.sum() <= 0.16
+    assert 7.0 <= len(lengths) / (durations.sum() / 3600) <= 13.0
+    assert {len(p.spec.seizures) for p in plans} - {0} == {1, 2, 3, 4, 5}
+    assert 25.0 <= np.median(lengths) <= 45.0
     assert {p.spec.sfreq for p in plans} == {250, 256, 400, 512}
     assert {p.montage for p in plans} == {"01_tcp_ar", "02_tcp_le", "03_tcp_ar_a"}
     assert 0.03 <= np.mean([bool(p.missing) for p in plans]) <= 0.2
@@ -179,6 +182,29 @@ def test_plan_statistics_look_like_tusz() -> None:
             assert 2 <= len(a.electrodes) <= 4 and 60 <= a.amplitude_uV <= 180
     with pytest.raises(ValueError, match="--patients"):
         plan_corpus(0, 1.0, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_demo_corpus_has_resolution_and_balanced_splits(seed: int) -> None:
+    """The demo corpus (60 patients, 26 h; conf/experiment/demo.yaml): at least 40 seizures
+    from at least 8 patients in each of dev and eval, both kinds of hard negative in every
+    split, and each split's share of hours and of seizures near its share of patients."""
+    plans = plan_corpus(60, 26.0, seed)
+    hours = sum(p.spec.duration_s for p in plans) / 3600
+    n_seizures = sum(len(p.spec.seizures) for p in plans)
+    for split, n_patients in (("train", 36), ("dev", 12), ("eval", 12)):
+        rows = [p for p in plans if p.split == split]
+        assert len({p.patient for p in rows}) == n_patients
+        seizures = sum(len(p.spec.seizures) for p in rows)
+        share = n_patients / 60
+        assert abs(sum(p.spec.duration_s for p in rows) / 3600 / hours - share) < 0.02, split
+        assert abs(seizures / n_seizures - share) < 0.02, split
+        assert {a.kind for p in rows for a in p.spec.artifacts} == {"chewing", "movement"}
+        if split != "train":
+            assert seizures >= 40, (split, seizures)
+            assert len({p.patient for p in rows if p.spec.seizures}) >= 8, split
+    # the same seed plans the same corpus; the split is part of the plan
+    assert plan_corpus(60, 26.0, seed) == plans
 
 
 def _band_power(x: np.ndarray, sfreq: float, lo: float, hi: float) -> float:

@@ -179,7 +179,9 @@ class TUSZDataModule(L.LightningDataModule):
         background_per_partial: background windows per partly-seizure window in an epoch.
         hard_negative_share: share of the background windows of an epoch taken where the
             model's last highest probability on them was highest, not uniformly (0: off).
-        train_split, val_split, test_split: split names in the cache.
+        train_split: name of the training split in the cache.
+        val_split: name of the validation split in the cache.
+        test_split: name of the test split in the cache.
     """
 
     def __init__(

@@ -21,9 +21,11 @@ where the events are SzCORE rows with 2-decimal times and HED-SCORE types (fnsz 
 absz -> ``sz_gen_nm_typical``; one ``bckg`` row for a recording without seizures), and
 ``participants.tsv`` holds the split, as the epilepsy2bids conversion of TUSZ does.
 
-- Patients: 8 lowercase letters (``aaaaqxkd``); splits are patient-disjoint, about 60/20/20
-  by patients, and with ``N >= 3`` every split has at least one patient and one seizure.
-  A patient has 1-3 sessions of 1-4 files.
+- Patients: 8 lowercase letters (``aaaaqxkd``); splits are patient-disjoint, 60/20/20 by
+  patients, and balanced: each split's share of the hours, of the seizures and of the
+  patients with seizures is as close to its share of patients as swapping patients gets
+  it. With ``N >= 3`` every split has at least one patient and one seizure. A patient has
+  1-3 sessions of 1-4 files.
 - Sessions: one sampling rate (250/256/400/512 Hz) and one montage each: ``01_tcp_ar``
   (``EEG FP1-REF``, with A1/A2), ``02_tcp_le`` (``EEG FP1-LE``), ``03_tcp_ar_a`` (no A1/A2).
   About 10 % of files lack Fz and Pz (mostly ``01_tcp_ar``), some use the 10-10 names
@@ -34,8 +36,10 @@ absz -> ``sz_gen_nm_typical``; one ``bckg`` row for a recording without seizures
 - Labels: ``.csv_bi`` (``TERM`` rows, ``seiz``/``bckg``) and per-channel ``.csv`` (TCP bipolar
   channels such as ``FP1-F7`` with the seizure type: fnsz, cpsz, tcsz, gnsz, absz); the union
   of a ``.csv``'s seizure rows equals its ``.csv_bi`` seizures. Some files fill ``bckg`` rows,
-  some list seizures only. About 40 % of files hold 1-3 seizures of 10-120 s, about 8 % of
-  all time is seizure. Signals: see :mod:`brain_go_brr.data.synth_signals`; chewing and
+  some list seizures only. 10 % of patients have no seizures; the others have 1-5 seizures
+  (median 35 s, 10-120 s) in about 70 % of their files: about 10 seizures per hour, 11 % of
+  all time (TUSZ: about 5 %; dense, so that small dev and eval splits still hold tens of
+  seizures). Signals: see :mod:`brain_go_brr.data.synth_signals`; chewing and
   movement artifacts are inserted as unlabelled hard negatives (about 3 chewing and 9
   movement artifacts per hour).
 - ``synth_manifest.json``: the seed, the settings and, per file, split, patient, path, sfreq,
@@ -90,8 +94,30 @@ MONTAGES: dict[str, float] = {"01_tcp_ar": 0.55, "02_tcp_le": 0.30, "03_tcp_ar_a
 SFREQS: dict[int, float] = {250: 0.45, 256: 0.30, 400: 0.15, 512: 0.10}
 MIN_DURATION_S, MAX_DURATION_S = 120, 3600
 MIN_SEIZURE_S, MAX_SEIZURE_S = 10.0, 120.0
-SEIZURE_FILE_FRACTION = 0.4  # share of files with 1-3 seizures (TUSZ: about a third)
-SEIZURE_TIME_FRACTION = 0.08  # seizure share of all time (TUSZ: about 5 %)
+SEIZURE_FREE_PATIENTS = 0.1  # share of patients without seizures (they keep hard negatives)
+SEIZURE_FILE_FRACTION = 0.7  # share of a seizure patient's files with 1-5 seizures
+SEIZURES_PER_10_MIN = 2.5  # a seizure file holds 1 + Poisson(this x its length / 10 min), <= 5
+MAX_SEIZURES_PER_FILE = 5
+SEIZURE_MEDIAN_S, SEIZURE_SIGMA = 35.0, 0.6  # log-normal seizure length, clipped to 10-120 s
+SPLIT_SHARES: dict[str, float] = {"train": 0.6, "dev": 0.2, "eval": 0.2}  # by patients
+#: Seizure regions the splits are balanced over: generalized, and the focus's lobe.
+REGIONS: tuple[str, ...] = (
+    "generalized",
+    "frontal",
+    "temporal",
+    "central",
+    "parietal",
+    "occipital",
+)
+_REGION_OF = {
+    **dict.fromkeys(("Fp1", "Fp2", "F3", "F4", "F7", "F8"), "frontal"),
+    **dict.fromkeys(("T3", "T4", "T5", "T6"), "temporal"),
+    **dict.fromkeys(("C3", "C4", "Cz"), "central"),
+    **dict.fromkeys(("P3", "P4"), "parietal"),
+    **dict.fromkeys(("O1", "O2"), "occipital"),
+}
+#: Weight of each balanced share: hours, seizures, patients with seizures, then the regions.
+_BALANCE_WEIGHTS = np.array([4.0, 4.0, 2.0] + [1.0] * len(REGIONS))
 PHYSICAL_MAX_UV = 5000.0
 MANIFEST = "synth_manifest.json"
 INCOMPLETE = ".synth_incomplete.json"  # present while a run is under way or was killed
@@ -155,8 +181,10 @@ class FilePlan:
 #: Version of what a (patients, hours, seed) triple generates; part of the default corpus
 #: folder name, so a changed generator never reuses an older corpus or cache.
 #: 1: first release. 2: about one more movement artifact per 10 min (own random stream;
-#: every version-1 draw kept) and each artifact span keeps its own kind.
-GENERATOR_VERSION = 2
+#: every version-1 draw kept) and each artifact span keeps its own kind. 3: about twice the
+#: seizures per hour (shorter, more per file, 15 % of patients seizure-free) and splits
+#: balanced by hours, seizures and patients with seizures (:func:`_balanced_splits`).
+GENERATOR_VERSION = 3
 
 
 def _choice(rng: np.random.Generator, weights: dict[Any, float]) -> Any:
@@ -175,16 +203,69 @@ def _patient_ids(rng: np.random.Generator, n: int) -> list[str]:
     return ids
 
 
-def _split_patients(rng: np.random.Generator, patients: list[str]) -> dict[str, str]:
-    """Patient -> split, about 60/20/20, every split non-empty when there are >= 3 patients."""
+def _split_sizes(n: int) -> dict[str, int]:
+    """Patients per split: about 60/20/20, every split non-empty when there are >= 3 patients."""
+    n_dev = max(1, round(SPLIT_SHARES["dev"] * n)) if n >= 2 else 0
+    n_eval = max(1, round(SPLIT_SHARES["eval"] * n)) if n >= 3 else 0
+    return {"train": n - n_dev - n_eval, "dev": n_dev, "eval": n_eval}
+
+
+def _balanced_splits(
+    rng: np.random.Generator,
+    patients: Sequence[str],
+    features: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> dict[str, str]:
+    """Patient -> split, with the split sizes of :func:`_split_sizes`, and each split's share
+    of every feature column (hours, seizures, has-seizures) as close to its share of patients
+    as swaps of two patients can bring it.
+
+    ``features``: (n_patients, n_features), non-negative; ``weights``: (n_features,), the
+    weight of each column's squared share error (default 1). Starts from a seeded random
+    assignment and swaps the pair of patients that lowers the weighted error most, until no
+    swap does (deterministic for a seed).
+    """
     n = len(patients)
-    n_dev = max(1, round(0.2 * n)) if n >= 2 else 0
-    n_eval = max(1, round(0.2 * n)) if n >= 3 else 0
+    sizes = _split_sizes(n)
     order = rng.permutation(n)
-    split = {}
+    split_index = np.empty(n, dtype=np.int64)
+    bounds = np.cumsum([sizes[s] for s in SPLITS])
     for rank, i in enumerate(order):
-        split[patients[i]] = "dev" if rank < n_dev else "eval" if rank < n_dev + n_eval else "train"
-    return split
+        split_index[i] = int(np.searchsorted(bounds, rank, side="right"))
+    totals = np.maximum(features.sum(axis=0), 1e-12)
+    share = np.array([sizes[s] / n for s in SPLITS])[:, None]  # (3, 1)
+
+    w = np.ones(features.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+
+    def cost(sums: np.ndarray) -> float:
+        return float(((((sums / totals) - share) ** 2) * w).sum())
+
+    sums = np.stack([features[split_index == k].sum(axis=0) for k in range(len(SPLITS))])
+    best = cost(sums)
+    for _ in range(10 * n):
+        move: tuple[int, int] | None = None
+        for i in range(n):
+            for j in range(i + 1, n):
+                a, b = split_index[i], split_index[j]
+                if a == b:
+                    continue
+                delta = features[j] - features[i]
+                sums[a] += delta
+                sums[b] -= delta
+                c = cost(sums)
+                sums[a] -= delta
+                sums[b] += delta
+                if c < best - 1e-15:
+                    best, move = c, (i, j)
+        if move is None:
+            break
+        i, j = move
+        a, b = split_index[i], split_index[j]
+        delta = features[j] - features[i]
+        sums[a] += delta
+        sums[b] -= delta
+        split_index[i], split_index[j] = b, a
+    return {patients[i]: SPLITS[int(split_index[i])] for i in range(n)}
 
 
 def _durations(rng: np.random.Generator, n_files: int, hours: float) -> np.ndarray:
@@ -220,13 +301,12 @@ def _labels(
     return tuple(labels)
 
 
-def _seizure_durations(rng: np.random.Generator, budget_s: float) -> list[float]:
-    """1-3 seizure durations in [10, 120] s adding up to about ``budget_s``."""
-    k_min = min(3, max(1, math.ceil(budget_s / MAX_SEIZURE_S)))
-    k_max = min(3, max(1, int(budget_s // (2 * MIN_SEIZURE_S))))
-    k = int(rng.integers(k_min, max(k_min, k_max) + 1))
-    parts = rng.dirichlet(np.full(k, 2.0)) * budget_s
-    return [float(np.clip(p, MIN_SEIZURE_S, MAX_SEIZURE_S)) for p in parts]
+def _seizure_lengths(rng: np.random.Generator, duration_s: float) -> list[float]:
+    """Seizure lengths for one seizure file of ``duration_s``: 1 + Poisson(2 per 10 min), at
+    most 5, each log-normal around 35 s and clipped to [10, 120] s."""
+    k = min(MAX_SEIZURES_PER_FILE, 1 + int(rng.poisson(SEIZURES_PER_10_MIN * duration_s / 600)))
+    raw = SEIZURE_MEDIAN_S * np.exp(SEIZURE_SIGMA * rng.standard_normal(k))
+    return [round(float(x), 4) for x in np.clip(raw, MIN_SEIZURE_S, MAX_SEIZURE_S)]
 
 
 def _place(
@@ -357,7 +437,6 @@ def plan_corpus(n_patients: int, hours: float, seed: int) -> list[FilePlan]:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     extra_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
     patients = _patient_ids(rng, n_patients)
-    split_of = _split_patients(rng, patients)
     # Aim for files of about 10 min on average, so short corpora still have several per patient.
     lam = float(np.clip(hours * 60.0 / n_patients / 10.0, 1.0, 12.0))
 
@@ -384,15 +463,16 @@ def plan_corpus(n_patients: int, hours: float, seed: int) -> list[FilePlan]:
                 clock += dt.timedelta(minutes=int(rng.integers(20, 90)))
 
     durations = _durations(rng, len(layout), hours)
+    seizure_free = {p: bool(rng.random() < SEIZURE_FREE_PATIENTS) for p in patients}
+    if all(seizure_free.values()):  # a corpus needs seizures: the first patient has them
+        seizure_free[patients[0]] = False
     has_seizure = rng.random(len(layout)) < SEIZURE_FILE_FRACTION
-    if n_patients >= 3:
-        for split in SPLITS:  # every split gets at least one seizure: its longest file
-            rows = [i for i, row in enumerate(layout) if split_of[row[0]] == split]
-            if not has_seizure[rows].any():
-                has_seizure[max(rows, key=lambda i: durations[i])] = True
-    # Share the seizure-time target over the seizure files in proportion to their length.
-    seizure_total = SEIZURE_TIME_FRACTION * durations.sum()
-    ratio = float(np.clip(seizure_total / max(1, durations[has_seizure].sum()), 0.03, 0.35))
+    has_seizure &= np.array([not seizure_free[row[0]] for row in layout])
+    # Seizures first, so the splits can be balanced on them.
+    spans_of: list[list[tuple[float, float]]] = [[] for _ in layout]
+    for row_index in np.flatnonzero(has_seizure):
+        duration = float(durations[row_index])
+        spans_of[row_index] = _place(rng, _seizure_lengths(rng, duration), duration)
 
     styles: dict[str, dict[str, Any]] = {
         p: {"generalized": bool(rng.random() < 0.3), "focus": FOCI[int(rng.integers(0, len(FOCI)))],
@@ -400,13 +480,30 @@ def plan_corpus(n_patients: int, hours: float, seed: int) -> list[FilePlan]:
             "alpha_uV": float(rng.uniform(10, 25))}
         for p in patients
     }  # fmt: skip
+    # hours, seizures, has seizures; then seizures per region (generalized, then each focus
+    # region), so that no split's seizures come from regions the others never see
+    features = np.zeros((n_patients, 3 + len(REGIONS)))
+    row_of = {p: i for i, p in enumerate(patients)}
+    for index, row in enumerate(layout):
+        features[row_of[row[0]], :2] += (durations[index] / 3600.0, len(spans_of[index]))
+    features[:, 2] = features[:, 1] > 0
+    for i, patient in enumerate(patients):
+        style = styles[patient]
+        region = "generalized" if style["generalized"] else _REGION_OF[style["focus"]]
+        features[i, 3 + REGIONS.index(region)] = features[i, 1]
+    split_of = _balanced_splits(rng, patients, features, weights=_BALANCE_WEIGHTS)
+    if n_patients >= 3:
+        for split in SPLITS:  # every split gets at least one seizure: in its longest file
+            rows = [i for i, row in enumerate(layout) if split_of[row[0]] == split]
+            if not any(spans_of[i] for i in rows):
+                longest = max(rows, key=lambda i: durations[i])
+                duration = float(durations[longest])
+                spans_of[longest] = _place(rng, [min(30.0, duration / 4)], duration)
+
     plans = []
     for index, (patient, session, montage, sfreq, token, clock) in enumerate(layout):
         style, duration = styles[patient], int(durations[index])
-        spans = []
-        if has_seizure[index]:
-            lengths = _seizure_durations(rng, max(MIN_SEIZURE_S, ratio * duration))
-            spans = _place(rng, [round(x, 4) for x in lengths], duration)
+        spans = spans_of[index]
         seizures = tuple(_seizure(rng, a, b, style) for a, b in spans)
         missing_p = 0.15 if montage == "01_tcp_ar" else 0.03
         missing = ("Fz", "Pz") if rng.random() < missing_p else ()

@@ -44,9 +44,10 @@ from brain_go_brr.evaluation import bootstrap, nedc, szcore
 from brain_go_brr.post.postprocess import PostConfig, ProbabilityTracks, Runs
 
 FA_TARGETS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0)
-#: tau_on grid of the sweep: 50 points, denser towards 1 where low FA rates live.
+#: tau_on grid of the sweep: 100 points, denser towards 1 where low FA rates live, and
+#: about 0.025 apart around 0.5, where focal-loss models keep many of their seizure peaks.
 DEFAULT_TAU_GRID: tuple[float, ...] = tuple(
-    float(t) for t in np.round(1.0 - np.geomspace(0.98, 0.005, 50), 4)
+    float(t) for t in np.round(1.0 - np.geomspace(0.98, 0.005, 100), 4)
 )
 DEFAULT_TAU_GAP = 0.08  # tau_on - tau_off of the default config (0.86 - 0.78)
 

@@ -247,8 +247,10 @@ class Mamba2(nn.Module):
         recompute: in training, keep only the input for backward and recompute the
             pure-PyTorch block's internals there (module docstring); no effect without
             gradients or on the ``mamba_ssm`` path.
-        dt_min, dt_max, dt_init_floor: ``dt`` at init is log-uniform in
-            ``[dt_min, dt_max]`` (floored), stored through the inverse softplus.
+        dt_min: ``dt`` at init is log-uniform in ``[dt_min, dt_max]``, stored through the
+            inverse softplus.
+        dt_max: see ``dt_min``.
+        dt_init_floor: the floor of ``dt`` at init.
         A_init_range: ``A`` at init is uniform in this range (stored as ``log A``).
 
     Shapes: ``u``: (batch, length, d_model) -> (batch, length, d_model).
