@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from brain_go_brr.training import train
-from brain_go_brr.training.hardware import resolve_auto
+from brain_go_brr.hardware import resolve_auto
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")

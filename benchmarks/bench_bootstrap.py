@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section
 from bench_scoring import synthetic_eval
 
-from brain_go_brr.evaluation import evaluate, metrics
-from brain_go_brr.evaluation.metrics import DEFAULT_TAU_GRID, FA_TARGETS, RecordTrack
+from brain_go_brr.evaluation import evaluate
 from brain_go_brr.post import PostConfig
+from brain_go_brr.scoring import metrics
+from brain_go_brr.scoring.metrics import DEFAULT_TAU_GRID, FA_TARGETS, RecordTrack
 
 N_SUBJECTS = 43
 

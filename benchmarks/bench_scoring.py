@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_section
 
 from brain_go_brr.annotations import Event, read_csv_bi
-from brain_go_brr.evaluation.metrics import DEFAULT_TAU_GRID, RecordTrack, SweepScorer
-from brain_go_brr.evaluation.nedc import nedc_spans, score_spans
 from brain_go_brr.post import PostConfig
+from brain_go_brr.scoring.metrics import DEFAULT_TAU_GRID, RecordTrack, SweepScorer
+from brain_go_brr.scoring.nedc import nedc_spans, score_spans
 
 SFREQ = 256
 DEMO = Path(__file__).resolve().parents[2] / "shared" / "nedc_demo"
@@ -170,7 +170,7 @@ def bench_demo(nedc: Path | None, repeat: int) -> str:
     t_ours = _best(lambda: _ours(pairs), repeat)
     t_ts = _best(lambda: _timescoring(pairs), repeat)
     rows = [
-        f"| ours (brain_go_brr.evaluation.nedc), OVLP + TAES | {t_ours * 1000:.1f} ms | 1.0x |",
+        f"| ours (brain_go_brr.scoring.nedc), OVLP + TAES | {t_ours * 1000:.1f} ms | 1.0x |",
         f"| timescoring 0.0.7 EventScoring (SzCORE, seizure events only) | {t_ts * 1000:.1f} ms "
         f"| {t_ts / t_ours:.1f}x |",
     ]

@@ -9,7 +9,7 @@ Both scorers run as separate processes on the same trees, each timed from inside
 scoring call, reading every file included, with the process's peak RSS) and as its whole
 command-line tool (interpreter start-up, imports and printing included):
 
-* ours: ``brain_go_brr.evaluation.cli.score_tsv_trees`` (what ``brain-go-brr score REF HYP``
+* ours: ``brain_go_brr.scoring.cli.score_tsv_trees`` (what ``brain-go-brr score REF HYP``
   runs: every SzCORE figure, per subject and pooled, plus NEDC OVLP and TAES); the command
   ``brain-go-brr score REF HYP --json OUT``, which also draws its default 1000-resample
   bootstrap intervals;
@@ -50,7 +50,7 @@ import json, resource, sys, time
 from pathlib import Path
 from typing import Any
 t0 = time.perf_counter()
-from brain_go_brr.evaluation.cli import score_tsv_trees
+from brain_go_brr.scoring.cli import score_tsv_trees
 t1 = time.perf_counter()
 result, _ = score_tsv_trees(Path(sys.argv[1]), Path(sys.argv[2]))
 t2 = time.perf_counter()

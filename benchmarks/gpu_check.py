@@ -128,15 +128,23 @@ def check_mamba2(quick: bool) -> list[Row]:
 # ----------------------------------------------------------------------------- 2-3. v3
 
 
+#: The PE schedule each preset suggests (conf/hardware/*.yaml); the check runs it.
+PRESET_PE = {"rtx4090": "semi", "a100": "dynamic", "h100": "dynamic"}
+
+
 def _v3(preset: str) -> tuple[Any, Any]:
-    """(detector, composed train config) of model=v3 under a hardware preset."""
+    """(detector, composed train config) of model=v3 under a hardware preset and its
+    suggested PE schedule."""
     import hydra
     from hydra import compose, initialize_config_dir
 
     from brain_go_brr.paths import conf_dir
 
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hardware={preset}", "model=v3", "logger=none"])
+        cfg = compose(
+            "train",
+            overrides=[f"hardware={preset}", f"pe={PRESET_PE[preset]}", "model=v3", "logger=none"],
+        )
     return hydra.utils.instantiate(cfg.model), cfg
 
 
@@ -229,8 +237,8 @@ def check_pipeline(quick: bool) -> list[Row]:
     import torch
     from hydra import compose, initialize_config_dir
 
+    from brain_go_brr.hardware import detect_preset
     from brain_go_brr.paths import conf_dir
-    from brain_go_brr.training.hardware import detect_preset
 
     train_mod: Any = importlib.import_module("brain_go_brr.training.train")
     rows: list[Row] = []

@@ -454,7 +454,7 @@ def events_tsv_rows(
     Returns ``([(onset, duration, eventType, confidence), ...], recordingDuration)`` as
     text with 2 decimals: seizures clipped to ``[0, duration_s]`` as ``sz`` rows in time
     order, or one ``bckg`` row covering the recording when there is none. Scoring events
-    that never went through a file (:mod:`brain_go_brr.evaluation.szcore`) reads these same
+    that never went through a file (:mod:`brain_go_brr.scoring.szcore`) reads these same
     numbers back, so it gives what the official scorer gives on the written file.
     """
     rows = []

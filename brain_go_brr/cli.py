@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "brain_go_brr.data.prepare",
         "preprocess a TUSZ or BIDS tree into the window cache",
     ),
-    "score": ("brain_go_brr.evaluation.cli", "score hypothesis csv_bi files against references"),
+    "score": ("brain_go_brr.scoring.cli", "score hypothesis csv_bi files against references"),
     "model-info": ("brain_go_brr.models.info", "live parameters and FLOPs per stage of a model"),
     "detect": (
         "brain_go_brr.detect",

@@ -169,13 +169,13 @@ def tsv_name(edf: Path) -> str:
 
 def write_outputs(detection: Detection, targets: dict[str, Path]) -> None:
     """Write the requested files (``{"csv_bi": path, "tsv": path}``), each atomically."""
-    from brain_go_brr.evaluation.writers import write_hyp_csv_bi
     from brain_go_brr.io import atomic_write_text
+    from brain_go_brr.scoring.writers import write_hyp_csv_bi
 
     if "csv_bi" in targets:
         write_hyp_csv_bi(targets["csv_bi"], detection.events, detection.duration_s)
     if "tsv" in targets:
-        from brain_go_brr.evaluation.writers import format_events_tsv
+        from brain_go_brr.scoring.writers import format_events_tsv
 
         text = format_events_tsv(detection.events, detection.duration_s, date_time=detection.start)
         atomic_write_text(targets["tsv"], text)

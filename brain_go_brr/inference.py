@@ -11,8 +11,8 @@
 3. :func:`predict_record` runs the detector over a whole preprocessed recording in
    overlapping 60 s windows (the last aligned to the end, a short recording zero-padded)
    and stitches them into one 256 Hz probability track; validation during training, which
-   gets its windows batch by batch from the DataModule, stitches them with
-   :class:`RecordAccumulator` (the same mean, fed one batch at a time).
+   gets its windows batch by batch from the DataModule, stitches them with the same
+   :class:`brain_go_brr.post.stitch.RecordAccumulator`, fed one batch at a time.
 4. The operating point: ``evaluate.py`` on the dev split writes the post-processing of a
    chosen ``sens @ k FA/24h`` point beside the checkpoint
    (:func:`save_operating_point`, ``best.ckpt`` -> ``best.operating_point.json``, bound to
@@ -28,7 +28,7 @@ import hashlib
 import json
 import pickle
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brain_go_brr.config import plain
 from brain_go_brr.data.channels import N_CHANNELS
 from brain_go_brr.data.preprocess import PreprocessConfig
 from brain_go_brr.io import atomic_write_json
@@ -53,12 +54,6 @@ class CheckpointError(ValueError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint whose weights do not fit the model config (keys or shapes differ)."""
-
-
-def _plain(cfg: Any) -> Any:
-    from omegaconf import DictConfig, OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
 @dataclass
@@ -116,7 +111,7 @@ def load_checkpoint(
             raise CheckpointMismatchError(
                 f"{path}: holds no model config; pass the model config (e.g. model=v3_tiny)"
             )
-    detector: nn.Module = hydra.utils.instantiate(_plain(model_cfg))
+    detector: nn.Module = hydra.utils.instantiate(plain(model_cfg))
     prefix = "detector."
     weights = {
         k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
@@ -157,7 +152,7 @@ def load_checkpoint(
     return LoadedCheckpoint(
         path=path,
         detector=detector.eval(),
-        model_config=dict(_plain(model_cfg)),
+        model_config=dict(plain(model_cfg)),
         preprocess=preprocess,
         post=post,
         notes=notes,
@@ -177,7 +172,7 @@ def save_checkpoint(
     from brain_go_brr.io import atomic_open
 
     hparams = {
-        "model": dict(_plain(model_config)),
+        "model": dict(plain(model_config)),
         "preprocess": json.loads(json.dumps(dataclasses.asdict(preprocess or PreprocessConfig()))),
         "post": dataclasses.asdict(post or PostConfig()),
     }
@@ -226,8 +221,8 @@ def preset_precision(device: torch.device) -> str:
     """``trainer.precision`` of the hardware preset this device gets (``conf/hardware/``)."""
     from omegaconf import OmegaConf
 
+    from brain_go_brr.hardware import detect_preset
     from brain_go_brr.paths import conf_dir
-    from brain_go_brr.training.hardware import detect_preset
 
     name = detect_preset() if device.type == "cuda" else "cpu"
     preset = OmegaConf.load(conf_dir() / "hardware" / f"{name}.yaml")
@@ -284,49 +279,6 @@ def predict_record(
         if on_batch is not None:
             on_batch(batch_starts.size)
     return stitch_windows(window_probs, starts, n_samples)
-
-
-class RecordAccumulator:
-    """Per-record running sum and count of window probabilities (the mean = the stitched track).
-
-    Equivalent to :func:`brain_go_brr.post.stitch.stitch_windows` over all of a record's
-    windows, but fed one batch at a time. Arrays are allocated on a record's first window:
-    ``sum`` float32 and ``count`` uint8 (a sample is covered by at most 60 s / stride windows).
-
-    Args:
-        n_samples: length of each record of the split at 256 Hz, by record index.
-    """
-
-    def __init__(self, n_samples: Sequence[int]) -> None:
-        self.n_samples = [int(n) for n in n_samples]
-        self.sums: dict[int, np.ndarray] = {}
-        self.counts: dict[int, np.ndarray] = {}
-
-    def add(self, probs: np.ndarray, records: np.ndarray, starts: np.ndarray) -> None:
-        """Add ``probs`` (B, L) of windows starting at ``starts`` (B,) in ``records`` (B,)."""
-        length = probs.shape[1]
-        for p, r, s in zip(probs, records.tolist(), starts.tolist(), strict=True):
-            n = self.n_samples[r]
-            if r not in self.sums:
-                self.sums[r] = np.zeros(n, dtype=np.float32)
-                self.counts[r] = np.zeros(n, dtype=np.uint8)
-            stop = min(s + length, n)  # samples past the record are zero padding
-            self.sums[r][s:stop] += p[: stop - s]
-            self.counts[r][s:stop] += 1
-
-    def complete_tracks(self) -> tuple[dict[int, np.ndarray], list[int]]:
-        """Stitched ``(n_samples,)`` float32 tracks of the records every sample of which was
-        covered, and the indices of records seen only in part (``limit_val_batches``)."""
-        tracks: dict[int, np.ndarray] = {}
-        partial: list[int] = []
-        for r in sorted(self.sums):
-            count = self.counts.pop(r)
-            total = self.sums.pop(r)
-            if count.min() == 0:
-                partial.append(r)
-                continue
-            tracks[r] = total / count
-        return tracks, partial
 
 
 # ----------------------------------------------------------------------------- operating point

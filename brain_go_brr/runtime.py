@@ -23,7 +23,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
+
+from brain_go_brr.config import env_flag
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def tune_cpu_allocator() -> bool:
     if _tuned is not None:
         return _tuned
     _tuned = False
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in {"0", "false", "no", "off"}:
+    if not env_flag(ENV_SWITCH):
         log.info("allocator tuning off (%s=0): glibc malloc defaults kept", ENV_SWITCH)
         return False
     name = ctypes.util.find_library("c")

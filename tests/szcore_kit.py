@@ -1,6 +1,6 @@
 """Random SzCORE reference/hypothesis trees, and the official scorer run on them.
 
-The sets stress every rule of :mod:`brain_go_brr.evaluation.szcore`: onsets and durations
+The sets stress every rule of :mod:`brain_go_brr.scoring.szcore`: onsets and durations
 with 2 decimals (events that never cross a whole second vanish), events past the end,
 gaps around the 90 s merge threshold, events over the 300 s split length, detections just
 inside and outside the 30 s / 60 s tolerance, subjects without seizures, HED-SCORE subtypes

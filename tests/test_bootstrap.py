@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from brain_go_brr.annotations import Event
-from brain_go_brr.evaluation import bootstrap
-from brain_go_brr.evaluation.metrics import RecordTrack, auroc, score_tracks
 from brain_go_brr.post import PostConfig
+from brain_go_brr.scoring import bootstrap
+from brain_go_brr.scoring.metrics import RecordTrack, auroc, score_tracks
 
 
 def test_resampled_sensitivity_has_the_binomial_spread() -> None:

@@ -358,6 +358,7 @@ def test_training_feeds_hard_negative_mining_and_the_next_epoch_draws_from_it(
 ) -> None:
     import lightning as L
 
+    from brain_go_brr.training.callbacks import HardNegativeMining
     from brain_go_brr.training.module import SeizureDetectorModule
 
     class FirstChannel(torch.nn.Module):
@@ -380,7 +381,7 @@ def test_training_feeds_hard_negative_mining_and_the_next_epoch_draws_from_it(
 
     cache_dir, arrays = small_cache
     dm = TUSZDataModule(cache_dir, batch_size=4, seed=2, hard_negative_share=1.0)
-    trainer = _two_quiet_epochs(callbacks=[Served()])
+    trainer = _two_quiet_epochs(callbacks=[Served(), HardNegativeMining()])
     trainer.fit(SeizureDetectorModule(FirstChannel()), dm)
     table, memory = dm.train_table(), dm._hard_memory
     assert memory is not None

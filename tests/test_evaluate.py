@@ -21,18 +21,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from brain_go_brr.annotations import Event
-from brain_go_brr.evaluation import metrics as scoring
-from brain_go_brr.evaluation.evaluate import (
-    best_at_fa,
-    bids_events_name,
-    evaluate,
-    threshold_sweep,
-)
+from brain_go_brr.evaluation.evaluate import bids_events_name, evaluate
 from brain_go_brr.evaluation.probs import CachedRecord, ProbCache, ProbCacheError
 from brain_go_brr.evaluation.sweep import format_sweep_summary, write_sweep_summary
 from brain_go_brr.inference import predict_record
 from brain_go_brr.paths import conf_dir
 from brain_go_brr.post import PostConfig
+from brain_go_brr.scoring import metrics as scoring
+from brain_go_brr.scoring.sweep import best_at_fa, threshold_sweep
 
 _SESSION: dict[str, Any] = {}
 FA_KEYS = ("1", "2.5", "5", "10")

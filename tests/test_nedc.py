@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from brain_go_brr.annotations import Event, read_csv_bi
-from brain_go_brr.evaluation.metrics import RecordEvents, score_events
-from brain_go_brr.evaluation.nedc import (
+from brain_go_brr.scoring.metrics import RecordEvents, score_events
+from brain_go_brr.scoring.nedc import (
     Counts,
     _round4,
     nedc_events,

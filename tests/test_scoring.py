@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from brain_go_brr.annotations import Event, read_csv_bi
-from brain_go_brr.evaluation import (
+from brain_go_brr.post import PostConfig, postprocess
+from brain_go_brr.scoring import (
     RecordEvents,
     RecordTrack,
     auroc,
@@ -14,9 +15,8 @@ from brain_go_brr.evaluation import (
     score_events,
     score_tracks,
 )
-from brain_go_brr.evaluation.metrics import SweepScorer
-from brain_go_brr.evaluation.writers import format_events_tsv, write_events_tsv, write_hyp_csv_bi
-from brain_go_brr.post import PostConfig, postprocess
+from brain_go_brr.scoring.metrics import SweepScorer
+from brain_go_brr.scoring.writers import format_events_tsv, write_events_tsv, write_hyp_csv_bi
 
 SFREQ = 256
 

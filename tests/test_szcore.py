@@ -14,9 +14,9 @@ import szcore_kit
 
 from brain_go_brr.annotations import Event
 from brain_go_brr.cli import main
-from brain_go_brr.evaluation import szcore
-from brain_go_brr.evaluation.cli import score_tsv_trees
-from brain_go_brr.evaluation.metrics import RecordEvents, score_events
+from brain_go_brr.scoring import szcore
+from brain_go_brr.scoring.cli import score_tsv_trees
+from brain_go_brr.scoring.metrics import RecordEvents, score_events
 
 HEADER = szcore_kit.HEADER
 
@@ -173,7 +173,7 @@ def test_csv_bi_events_score_like_their_events_tsv(tmp_path: Path) -> None:
         hyp = sorted(Event(a, a + float(rng.uniform(1, 60))) for a in rng.uniform(0, dur, 3))
         records.append(RecordEvents(f"p{i % 4}_s001_t{i:03d}", f"p{i % 4}", dur, ref, hyp))
     from brain_go_brr.evaluation.evaluate import bids_events_name
-    from brain_go_brr.evaluation.writers import write_events_tsv
+    from brain_go_brr.scoring.writers import write_events_tsv
 
     for rec in records:
         name = bids_events_name(rec.record_id)

@@ -116,15 +116,33 @@ def _bare(overrides: list[str]) -> DictConfig:
 
 def test_hardware_presets_set_their_documented_values() -> None:
     rtx = _bare(["hardware=rtx4090"])
-    assert (rtx.data.batch_size, rtx.trainer.precision, rtx.model.pe.mode) == (4, "32-true", "semi")
-    a100 = _bare(["hardware=a100"])
-    assert (a100.data.batch_size, a100.trainer.precision, a100.model.pe.mode) == (
-        64,
-        "bf16-mixed",
-        "dynamic",
+    assert (rtx.data.batch_size, rtx.trainer.precision, rtx.hardware.name) == (
+        4,
+        "32-true",
+        "rtx4090",
     )
-    # A choice on the command line beats the preset's.
-    assert _bare(["hardware=rtx4090", "pe=dynamic"]).model.pe.mode == "dynamic"
+    a100 = _bare(["hardware=a100"])
+    assert (a100.data.batch_size, a100.trainer.precision) == (64, "bf16-mixed")
+    # h100 is a100 with more loader workers
+    h100 = _bare(["hardware=h100"])
+    assert (h100.hardware.name, h100.data.num_workers) == ("h100", 16)
+    assert OmegaConf.to_container(h100.trainer) == OmegaConf.to_container(a100.trainer)
+    assert h100.data.batch_size == a100.data.batch_size
+    # Presets never change the model: the PE schedule is the pe group's (default dynamic).
+    for preset in ("rtx4090", "a100", "h100", "cpu"):
+        cfg = _bare([f"hardware={preset}"])
+        assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(_bare([]).model)
+    assert _bare(["hardware=rtx4090", "pe=semi"]).model.pe.mode == "semi"
+
+
+def test_composed_groups_hold_only_their_differences() -> None:
+    """v3_tiny is v3 with smaller widths; synthetic is tusz with its generator keys."""
+    v3, tiny = _bare([]).model, _bare(["model=v3_tiny"]).model
+    assert set(tiny) == set(v3)
+    assert tiny.tcn_strides == v3.tcn_strides and tiny.node_dim < v3.node_dim
+    synthetic, tusz = _bare([]).data, _bare(["data=tusz"]).data
+    assert set(synthetic) == set(tusz) | {"synthetic"}
+    assert synthetic.preprocess == tusz.preprocess and synthetic.sampling == tusz.sampling
 
 
 @pytest.mark.parametrize("logger", LOGGERS)

@@ -10,10 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from brain_go_brr.inference import RecordAccumulator
-from brain_go_brr.post.stitch import stitch_windows
+from brain_go_brr.hardware import resolve_auto
+from brain_go_brr.post.stitch import RecordAccumulator, stitch_windows
 from brain_go_brr.training.callbacks import RandomStateCallback
-from brain_go_brr.training.hardware import resolve_auto
 from brain_go_brr.training.losses import FocalLoss, focal_loss
 from brain_go_brr.training.optim import (
     OptimConfig,
@@ -139,7 +138,7 @@ def test_random_state_round_trip() -> None:
 
 
 def test_resolve_auto_keeps_explicit_presets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("brain_go_brr.training.hardware.detect_preset", lambda: "cpu")
+    monkeypatch.setattr("brain_go_brr.hardware.detect_preset", lambda: "cpu")
     assert resolve_auto(["experiment=smoke"]) == ["experiment=smoke", "hardware=cpu"]
     assert resolve_auto(["hardware=auto", "seed=1"]) == ["seed=1", "hardware=cpu"]
     assert resolve_auto(["hardware=a100"]) == ["hardware=a100"]

@@ -12,8 +12,9 @@ Training windows (``train`` split, every ``train_stride_s``) follow the balanced
 :mod:`brain_go_brr.data.sampling`, redrawn every epoch from ``(seed, epoch)``, each DDP rank
 a disjoint equal share; with ``hard_negative_share`` > 0 part of the background is chosen
 by how seizure-like the model found it (a
-:class:`~brain_go_brr.data.sampling.HardNegativeMemory`, fed by the LightningModule
-through :meth:`TUSZDataModule.observe_train_windows`). Validation (``dev``) and test
+:class:`~brain_go_brr.data.sampling.HardNegativeMemory`, fed through
+:meth:`TUSZDataModule.observe_train_windows` by the
+:class:`~brain_go_brr.training.callbacks.HardNegativeMining` callback). Validation (``dev``) and test
 (``eval``) windows cover every sample of every whole record in order: windows every
 ``eval_stride_s``, the last one aligned to the record's end, a record shorter than a window
 gives one zero-padded window. Under DDP each rank evaluates whole records (see
@@ -302,12 +303,7 @@ class TUSZDataModule(L.LightningDataModule):
             hard_negative_share=self.hard_negative_share,
         )
 
-    # -- hard-negative mining (called by the LightningModule) -------------------------------
-
-    @property
-    def mines_hard_negatives(self) -> bool:
-        """Whether training draws depend on :meth:`observe_train_windows`."""
-        return self.hard_negative_share > 0
+    # -- hard-negative mining (called by training.callbacks.HardNegativeMining) ------------
 
     def observe_train_windows(self, window: np.ndarray, max_prob: np.ndarray, epoch: int) -> None:
         """The highest probability (B,) the model gave the training windows ``window`` (B,)."""
@@ -387,9 +383,10 @@ def _all_reduce_max(values: np.ndarray) -> np.ndarray:
 
 def datamodule_from_config(data_cfg: Mapping[str, Any]) -> TUSZDataModule:
     """Prepare the cache a ``conf/data/*.yaml`` config describes, then build the DataModule."""
-    from brain_go_brr.data.prepare import ensure_prepared, plain_config
+    from brain_go_brr.config import plain_dict
+    from brain_go_brr.data.prepare import ensure_prepared
 
-    cfg = plain_config(data_cfg)
+    cfg = plain_dict(data_cfg)
     cache_dir = ensure_prepared(cfg)
     return TUSZDataModule(
         cache_dir,

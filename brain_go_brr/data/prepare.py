@@ -66,6 +66,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from brain_go_brr.annotations import events_tsv_path
+from brain_go_brr.config import plain_dict
 from brain_go_brr.data.bids import (
     SPLIT_METHODS,
     BidsError,
@@ -533,17 +534,6 @@ def _remove_stale(shards_dir: Path, keep: set[str]) -> None:
 # ----------------------------------------------------------------------------- Hydra configs
 
 
-def plain_config(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``conf/data/*.yaml`` config (DictConfig or mapping) as plain, resolved Python values."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(data_cfg, DictConfig):
-        container = OmegaConf.to_container(data_cfg, resolve=True)
-        assert isinstance(container, dict)
-        return {str(k): v for k, v in container.items()}
-    return dict(data_cfg)
-
-
 def synthetic_dir(n_patients: int, hours: float, seed: int) -> Path:
     """Where ``data=synthetic`` keeps a generated corpus and its cache (``corpus/``, ``cache/``).
 
@@ -599,7 +589,7 @@ def ensure_prepared(data_cfg: Mapping[str, Any]) -> Path:
     TUSZ v2.0.3 folder) and ``source: bids`` a BIDS dataset (split by ``bids.*``); both stop
     with instructions when ``root`` is unset or wrong.
     """
-    cfg = plain_config(data_cfg)
+    cfg = plain_dict(data_cfg)
     source = cfg.get("source")
     preprocess = PreprocessConfig.from_dict(dict(cfg.get("preprocess") or {}))
     splits = tuple(dict(cfg["splits"]).values())

@@ -1,37 +1,9 @@
-"""Scoring the field trusts: NEDC v6.0.0 OVLP/TAES, SzCORE, AUROC, sensitivity at FA/24h.
+"""Evaluation runs: a checkpoint over whole recordings of a split, scored and written.
 
-One implementation serves training validation, ``evaluate.py`` and ``brain-go-brr score``:
-
-* :func:`score_tracks` (records with probability tracks -> every figure, threshold sweep
-  included) and :func:`score_events` (records with reference/hypothesis events), both in
-  :mod:`brain_go_brr.evaluation.metrics`, which documents the result dict;
-* :mod:`~brain_go_brr.evaluation.nedc` (the NEDC rules), :mod:`~brain_go_brr.evaluation.szcore`
-  (the official SzCORE figures), :mod:`~brain_go_brr.evaluation.bootstrap` (patient-level
-  95 % intervals), :mod:`~brain_go_brr.evaluation.writers` (csv_bi and BIDS
-  ``*_events.tsv``), :mod:`~brain_go_brr.evaluation.cli` (the ``score`` command),
-  :mod:`~brain_go_brr.evaluation.sweep` (sweep and seed summaries).
+* :mod:`~brain_go_brr.evaluation.evaluate`: ``evaluate(cfg)``, what ``evaluate.py`` runs
+  (prediction through :mod:`brain_go_brr.inference`, figures through
+  :mod:`brain_go_brr.scoring`, the run folder's files);
+* :mod:`~brain_go_brr.evaluation.probs`: the per-record probability cache of a run;
+* :mod:`~brain_go_brr.evaluation.sweep`: the Hydra callbacks that summarise sweeps over
+  ``post.*`` and over seeds.
 """
-
-from brain_go_brr.evaluation.metrics import (
-    DEFAULT_TAU_GRID,
-    FA_TARGETS,
-    RecordEvents,
-    RecordTrack,
-    auroc,
-    fa_key,
-    flatten,
-    score_events,
-    score_tracks,
-)
-
-__all__ = [
-    "DEFAULT_TAU_GRID",
-    "FA_TARGETS",
-    "RecordEvents",
-    "RecordTrack",
-    "auroc",
-    "fa_key",
-    "flatten",
-    "score_events",
-    "score_tracks",
-]

@@ -13,7 +13,7 @@ The config is ``conf/eval.yaml`` composed by Hydra (``python evaluate.py``); thi
   model (what ``-m post.tau_on=...`` sweeps and the Optuna sweeper use).
 
 Then, for both: post-processing with ``post.*`` and scoring with the project's scorer
-(:mod:`brain_go_brr.evaluation.metrics`): NEDC OVLP and TAES, SzCORE, sample AUROC, and one
+(:mod:`brain_go_brr.scoring.metrics`): NEDC OVLP and TAES, SzCORE, sample AUROC, and one
 threshold sweep (``tau_on`` over ``threshold_sweep.tau_grid``, ``tau_off = tau_on -
 tau_gap``) from which ``sens_at_fa`` is taken for each scorer: the best sensitivity whose
 FA/24h is at or under the target, or null.
@@ -64,36 +64,36 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from brain_go_brr.annotations import Event, format_csv_bi
-from brain_go_brr.evaluation import bootstrap, nedc, szcore
-from brain_go_brr.evaluation import metrics as scoring
-from brain_go_brr.evaluation.plots import plot_record_trace, plot_sens_fa_curve
+from brain_go_brr.config import plain
 from brain_go_brr.evaluation.probs import CachedRecord, ProbCache
-from brain_go_brr.evaluation.writers import write_events_tsv
 from brain_go_brr.inference import device_and_autocast, load_detector, predict_record
 from brain_go_brr.io import atomic_write_json, atomic_write_text
 from brain_go_brr.post import PostConfig
-from brain_go_brr.post.postprocess import Runs
 from brain_go_brr.runtime import tune_cpu_allocator
+from brain_go_brr.scoring import bootstrap, nedc
+from brain_go_brr.scoring import metrics as scoring
+from brain_go_brr.scoring.plots import plot_record_trace, plot_sens_fa_curve
+from brain_go_brr.scoring.sweep import (
+    SCORERS,
+    SweepCounts,
+    best_at_fa,
+    runs_to_events,
+    sens_at_fa_intervals,
+    threshold_sweep,
+)
+from brain_go_brr.scoring.writers import write_events_tsv
 
 log = logging.getLogger(__name__)
-
-SCORERS = ("ovlp", "taes", "szcore")
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
 # ----------------------------------------------------------------------------- inference
@@ -187,126 +187,6 @@ def predict_split(cfg: DictConfig, probs_root: Path) -> ProbCache:
 
 
 # ----------------------------------------------------------------------------- scoring
-
-
-def _runs_to_events(
-    runs: Runs, n_records: int, sfreq: float, confidence: np.ndarray | None = None
-) -> list[list[Event]]:
-    """Per record, its runs as seizure events in seconds (``confidence``: (E,) per run)."""
-    out: list[list[Event]] = [[] for _ in range(n_records)]
-    conf = confidence.tolist() if confidence is not None else [1.0] * runs.start.size
-    for rec, a, b, c in zip(
-        runs.record.tolist(), runs.start.tolist(), runs.stop.tolist(), conf, strict=True
-    ):
-        out[rec].append(Event(a / sfreq, b / sfreq, "seiz", float(c)))
-    return out
-
-
-@dataclass
-class SweepCounts:
-    """Per threshold and record, what the bootstrap resamples: for each scorer ``(P, R, 3)``
-    hits, misses and false alarms, and ``(R,)`` the seconds its FA rate counts over."""
-
-    counts: dict[str, np.ndarray]
-    seconds: dict[str, np.ndarray]
-
-
-def threshold_sweep(
-    records: Sequence[scoring.RecordTrack],
-    post: PostConfig,
-    tau_grid: Sequence[float],
-    tau_gap: float,
-    counts: SweepCounts | None = None,
-) -> list[dict[str, Any]]:
-    """Sensitivity and FA/24h of OVLP, TAES and SzCORE at each ``(tau_on, tau_on - gap)``.
-
-    Only the hysteresis thresholds change; every other ``post`` setting is kept. The SzCORE
-    figures are the official event-based ones pooled over records (``szcore`` scorer). With
-    ``counts`` (empty), it is filled with the per-record counts behind every point.
-    """
-    sweeper = scoring.SweepScorer(records, post)
-    durations = [r.duration_s for r in records]
-    subjects = [r.subject for r in records]
-    refs = [szcore.runs_from_events(scoring.nonempty(r.reference), r.duration_s) for r in records]
-    rows = []
-    nedc_counts, sz_counts = [], []
-    for point in sweeper.sweep(tau_grid, tau_gap):
-        runs = sweeper.hypotheses(point.tau_on, point.tau_off)
-        hyps = _runs_to_events(runs, len(records), post.sfreq)
-        recordings = [
-            szcore.SzcoreRecording(subject, n, ref, szcore.runs_from_events(hyp, dur)[1])
-            for subject, (n, ref), hyp, dur in zip(subjects, refs, hyps, durations, strict=True)
-        ]
-        events = [szcore.event_counts(r) for r in recordings]  # pooled: only sums matter
-        total = szcore.Counts()
-        for c in events:
-            total += c
-        sz = szcore.nan_to_none(total.figures(fs=10))
-        assert isinstance(sz, dict)
-        if counts is not None:
-            nedc_counts.append(point.per_record)
-            sz_counts.append([(c.tp, c.ref_true - c.tp, c.fp) for c in events])
-        rows.append(
-            {
-                "tau_on": point.tau_on,
-                "tau_off": point.tau_off,
-                "ovlp": {
-                    "sensitivity": point.ovlp.sensitivity,
-                    "fa_per_24h": nedc.fa_per_24h(point.ovlp.false_alarms, point.duration_s),
-                },
-                "taes": {
-                    "sensitivity": point.taes.sensitivity,
-                    "fa_per_24h": nedc.fa_per_24h(point.taes.false_alarms, point.duration_s),
-                },
-                "szcore": {"sensitivity": sz["sensitivity"], "fa_per_24h": sz["fpRate"]},
-            }
-        )
-    if counts is not None and rows:
-        per_point = np.stack(nedc_counts)  # (P, R, 6)
-        counts.counts.update({
-            "ovlp": per_point[..., 0:3], "taes": per_point[..., 3:6],
-            "szcore": np.array(sz_counts, dtype=np.float64),
-        })  # fmt: skip
-        counts.seconds.update({
-            "ovlp": sweeper.durations, "taes": sweeper.durations,
-            "szcore": np.array([n for n, _ in refs], dtype=np.float64),
-        })  # fmt: skip
-    return rows
-
-
-def sens_at_fa_intervals(
-    result: dict[str, Any], counts: SweepCounts, boot: bootstrap.Bootstrap
-) -> None:
-    """Add ``sensitivity_ci95`` to every ``sens_at_fa`` point of every scorer, in place."""
-    for name in SCORERS:
-        if name not in counts.counts:
-            continue
-        swept = boot.totals(np.moveaxis(counts.counts[name], 1, 0))  # (B, P, 3)
-        days = boot.totals(counts.seconds[name])[:, None] / 86400.0
-        for key, point in result[name]["sens_at_fa"].items():
-            if point is not None:
-                values = bootstrap.sens_at_fa(
-                    swept[..., 0], swept[..., 1], swept[..., 2] / days, float(key)
-                )
-                point["sensitivity_ci95"] = bootstrap.interval(values)
-
-
-def best_at_fa(
-    sweep: Sequence[dict[str, Any]], scorer: str, fa_targets: Sequence[float]
-) -> dict[str, dict[str, float] | None]:
-    """Per FA target, the sweep point with the best ``scorer`` sensitivity at FA/24h <= target.
-
-    The same rule as :func:`brain_go_brr.evaluation.metrics.sens_at_fa` (ties: the lower FA
-    rate), applied to any scorer of :func:`threshold_sweep`; ``None`` when no point of the
-    grid gets that low (or the split has no reference seizure).
-    """
-    return scoring.pick_at_fa(
-        [
-            (row[scorer]["sensitivity"], row[scorer]["fa_per_24h"], row["tau_on"], row["tau_off"])
-            for row in sweep
-        ],
-        fa_targets,
-    )
 
 
 def score_cache(
@@ -480,7 +360,7 @@ def print_results(
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)
-    from brain_go_brr.evaluation.cli import szcore_table
+    from brain_go_brr.scoring.cli import szcore_table
 
     console = console or Console()
     console.print(table)
@@ -532,7 +412,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.get("probs_dir"):
         tune_cpu_allocator()  # the model runs: see brain_go_brr/runtime.py (not for re-scoring)
     out_dir = Path(str(cfg.out_dir))
-    post = PostConfig(**_plain(cfg.post))
+    post = PostConfig(**plain(cfg.post))
     fa_targets = tuple(float(t) for t in cfg.fa_targets)
     sweep_cfg = cfg.threshold_sweep
     tau_grid = (
@@ -572,14 +452,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "split": cache.split,
         "source": source,
-        "post": _plain(cfg.post),
+        "post": plain(cfg.post),
         **result,
     }
 
     # Events at the configured post-processing, as NEDC reads them (split pieces joined).
     sweeper = scoring.SweepScorer(records, post)
     runs = sweeper.hypotheses(post.tau_on, post.tau_off)
-    hyps = _runs_to_events(runs, len(records), post.sfreq, sweeper.tracks.mean_probability(runs))
+    hyps = runs_to_events(runs, len(records), post.sfreq, sweeper.tracks.mean_probability(runs))
     if cfg.get("ckpt_path"):
         point = choose_operating_point(cfg, metrics, fa_targets)
         if point is not None:
@@ -615,7 +495,7 @@ def choose_operating_point(
             target, scorer, val_split,
         )  # fmt: skip
         return None
-    post = {**_plain(cfg.post), "tau_on": chosen["tau_on"], "tau_off": chosen["tau_off"]}
+    post = {**plain(cfg.post), "tau_on": chosen["tau_on"], "tau_off": chosen["tau_off"]}
     point = {
         "post": post,
         "fa_target": target,

@@ -23,22 +23,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from brain_go_brr.config import env_flag
+
 log = logging.getLogger(__name__)
 
 #: Whether CPU float32 products may go through oneDNN (environment ``BGB_ONEDNN_LINEAR``).
-ENABLED = os.environ.get("BGB_ONEDNN_LINEAR", "1").strip().lower() not in {
-    "0",
-    "false",
-    "no",
-    "off",
-}
+ENABLED = env_flag("BGB_ONEDNN_LINEAR")
 
 
 @functools.cache

@@ -66,7 +66,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 from typing import Any, cast
 
 import torch
@@ -74,6 +73,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from brain_go_brr.config import env_flag
 from brain_go_brr.models.cpu_linear import linear, linear_add
 from brain_go_brr.models.ssd import ssd_scan
 
@@ -121,7 +121,7 @@ def _cpu_kernels() -> Any:
 
 #: Whether CPU inference may run the scan as the LLVM vector kernel of :mod:`.cpu_scan`
 #: (environment ``BGB_LLVM_SCAN``; off: the numba kernels of :mod:`.cpu_kernels`).
-LLVM_SCAN = os.environ.get("BGB_LLVM_SCAN", "1").strip().lower() not in {"0", "false", "no", "off"}
+LLVM_SCAN = env_flag("BGB_LLVM_SCAN")
 
 
 @functools.cache

@@ -2,11 +2,77 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
+class RecordAccumulator:
+    """Per-record running sum and count of window probabilities: the one stitcher.
+
+    The stitched track of a record is the mean of the windows covering each sample.
+    Validation feeds it one batch at a time (windows of many records, in any order);
+    :func:`stitch_windows` feeds it all of one record's windows at once. Arrays are
+    allocated on a record's first window: ``sum`` in ``dtype`` and ``count`` uint8 (a
+    sample is covered by at most 60 s / stride windows).
+
+    Args:
+        n_samples: length of each record at 256 Hz, by record index.
+        dtype: of the running sums: float32 (validation, where every dev record is held
+            until the epoch ends) or float64 (:func:`stitch_windows`, one record at a time).
+    """
+
+    def __init__(self, n_samples: Sequence[int], dtype: type = np.float32) -> None:
+        self.n_samples = [int(n) for n in n_samples]
+        self.dtype = dtype
+        self.sums: dict[int, np.ndarray] = {}
+        self.counts: dict[int, np.ndarray] = {}
+
+    def add(self, probs: np.ndarray, records: np.ndarray, starts: np.ndarray) -> None:
+        """Add ``probs`` (B, L) of windows starting at ``starts`` (B,) in ``records`` (B,).
+
+        Window samples past the end of their record (the zero padding of a record shorter
+        than one window) are ignored.
+        """
+        length = probs.shape[1]
+        for p, r, s in zip(
+            probs, np.asarray(records).tolist(), np.asarray(starts).tolist(), strict=True
+        ):
+            n = self.n_samples[r]
+            if r not in self.sums:
+                self.sums[r] = np.zeros(n, dtype=self.dtype)
+                self.counts[r] = np.zeros(n, dtype=np.uint8)
+            stop = min(s + length, n)
+            self.sums[r][s:stop] += p[: stop - s]
+            self.counts[r][s:stop] += 1
+
+    def pop_track(self, record: int) -> tuple[np.ndarray | None, int | None]:
+        """Remove ``record`` and return its ``(n_samples,)`` float32 track, or ``None`` and
+        the first sample no window covered."""
+        count = self.counts.pop(record)
+        total = self.sums.pop(record)
+        uncovered = np.flatnonzero(count == 0)
+        if uncovered.size:
+            return None, int(uncovered[0])
+        return (total / count).astype(np.float32), None
+
+    def complete_tracks(self) -> tuple[dict[int, np.ndarray], list[int]]:
+        """Stitched ``(n_samples,)`` float32 tracks of the records every sample of which was
+        covered, and the indices of records seen only in part (``limit_val_batches``)."""
+        tracks: dict[int, np.ndarray] = {}
+        partial: list[int] = []
+        for r in sorted(self.sums):
+            track, _ = self.pop_track(r)
+            if track is None:
+                partial.append(r)
+            else:
+                tracks[r] = track
+        return tracks, partial
+
+
 def stitch_windows(window_probs: np.ndarray, starts: np.ndarray, n_samples: int) -> np.ndarray:
-    """Mean of the windows covering each sample of a recording.
+    """Mean of the windows covering each sample of a recording (:class:`RecordAccumulator`
+    over all of its windows).
 
     Args:
         window_probs: ``(W, L)`` per-sample probabilities of ``W`` windows of ``L`` samples
@@ -33,15 +99,15 @@ def stitch_windows(window_probs: np.ndarray, starts: np.ndarray, n_samples: int)
             f"stitch_windows: window starts must lie in [0, {n_samples}), "
             f"got {starts.min()}..{starts.max()}"
         )
-    length = probs.shape[1]
-    index = starts[:, None] + np.arange(length)[None, :]  # (W, L) sample index in the record
-    inside = index < n_samples
-    total = np.bincount(index[inside], weights=probs[inside], minlength=n_samples)
-    count = np.bincount(index[inside], minlength=n_samples)
-    if (count == 0).any():
-        first = int(np.flatnonzero(count == 0)[0])
+    acc = RecordAccumulator([n_samples], dtype=np.float64)
+    acc.add(probs, np.zeros(len(starts), dtype=np.int64), starts)
+    if not acc.sums:
+        acc.sums[0] = np.zeros(n_samples, dtype=np.float64)
+        acc.counts[0] = np.zeros(n_samples, dtype=np.uint8)
+    track, first = acc.pop_track(0)
+    if track is None:
         raise ValueError(
             f"stitch_windows: sample {first} of {n_samples} is covered by no window; "
             "evaluation windows must tile the whole recording (last window aligned to its end)"
         )
-    return (total / count).astype(np.float32)
+    return track

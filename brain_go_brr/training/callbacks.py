@@ -87,3 +87,36 @@ class RandomStateCallback(L.Callback):
         random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class HardNegativeMining(L.Callback):
+    """The channel between training and the DataModule's hard-negative sampler.
+
+    After each training batch it hands the DataModule the highest probability the model gave
+    each window (``window_max_prob`` of the training step's output) with
+    :meth:`~brain_go_brr.data.datamodule.TUSZDataModule.observe_train_windows`; at the start
+    of each epoch, before the epoch's windows are drawn, it commits the earlier observations
+    with :meth:`~brain_go_brr.data.datamodule.TUSZDataModule.commit_train_observations` (on
+    every DDP rank). ``train()`` adds it when ``data.sampling.hard_negative_share`` > 0.
+    A step whose loss was not finite (no output) is not observed.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Runs before the epoch's first batch is drawn (the loader iterates lazily).
+        trainer.datamodule.commit_train_observations(trainer.current_epoch)  # type: ignore[attr-defined]
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if not isinstance(outputs, dict) or "window_max_prob" not in outputs:
+            return
+        trainer.datamodule.observe_train_windows(  # type: ignore[attr-defined]
+            batch["window"].cpu().numpy(),
+            outputs["window_max_prob"].cpu().numpy(),
+            trainer.current_epoch,
+        )

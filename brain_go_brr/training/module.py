@@ -13,10 +13,10 @@ Training: optional left-right mirroring of windows (``hemisphere_flip``,
 groups and a per-step warm-up + cosine schedule (:mod:`brain_go_brr.training.optim`). A
 non-finite loss skips the step on every rank (no backward, no optimizer update), is counted in
 ``train/nonfinite_steps``, and ``max_consecutive_nonfinite`` of them in a row stop the run
-with :class:`NonFiniteLossError`. When the DataModule mines hard negatives
-(``mines_hard_negatives``), each training window's highest probability goes back to it
-(``observe_train_windows``), and each epoch starts by committing the earlier ones
-(``commit_train_observations``) before the epoch's windows are drawn.
+with :class:`NonFiniteLossError`. Each training step returns ``{"loss", "window_max_prob"}``:
+the highest probability of each window, which the
+:class:`~brain_go_brr.training.callbacks.HardNegativeMining` callback hands to the
+DataModule when it mines hard negatives.
 
 Validation works on whole dev recordings, never on separate windows:
 
@@ -52,9 +52,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from brain_go_brr.evaluation.metrics import FA_TARGETS, RecordTrack, fa_key, flatten, score_tracks
-from brain_go_brr.inference import RecordAccumulator
 from brain_go_brr.post.postprocess import PostConfig
+from brain_go_brr.post.stitch import RecordAccumulator
+from brain_go_brr.scoring.metrics import FA_TARGETS, RecordTrack, fa_key, flatten, score_tracks
 from brain_go_brr.training.augment import (
     check_probability,
     draw_mirror_mask,
@@ -156,7 +156,9 @@ class SeizureDetectorModule(L.LightningModule):
 
     # -- training ------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor] | None:
         x = batch["x"]  # (B, 19, T)
         if self.hemisphere_flip > 0:
             mask = draw_mirror_mask(
@@ -165,12 +167,6 @@ class SeizureDetectorModule(L.LightningModule):
             x = mirror_hemispheres(x, mask)
         logits = self(x)  # (B, T)
         loss = self.loss_fn(logits.float(), batch["y"])
-        dm = self._mining_datamodule()
-        if dm is not None:
-            max_prob = torch.sigmoid(logits.detach().float().amax(dim=1))  # (B,)
-            dm.observe_train_windows(
-                batch["window"].cpu().numpy(), max_prob.cpu().numpy(), self.current_epoch
-            )
         finite = bool(torch.isfinite(loss).item())
         # Every rank must take the same branch, or DDP waits forever for missing gradients.
         bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
@@ -202,17 +198,9 @@ class SeizureDetectorModule(L.LightningModule):
         self._nonfinite_run = 0
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True)
-        return loss
-
-    def _mining_datamodule(self) -> Any:
-        dm = getattr(self.trainer, "datamodule", None)
-        return dm if getattr(dm, "mines_hard_negatives", False) else None
-
-    def on_train_epoch_start(self) -> None:
-        # Runs before the epoch's first batch is drawn (the loader iterates lazily).
-        dm = self._mining_datamodule()
-        if dm is not None:
-            dm.commit_train_observations(self.current_epoch)
+        # (B,): what hard-negative mining keeps of each window (callbacks.HardNegativeMining)
+        window_max_prob = torch.sigmoid(logits.detach().float().amax(dim=1))
+        return {"loss": loss, "window_max_prob": window_max_prob}
 
     def configure_optimizers(self) -> Any:
         optimizer = build_adamw(self.detector, self.optim_cfg)
@@ -336,8 +324,8 @@ class SeizureDetectorModule(L.LightningModule):
 
     def _plot(self, inputs: Sequence[Any], result: dict[str, Any]) -> None:
         """The sensitivity-FA/24h curve and a few probability traces, as PNGs (+ W&B images)."""
-        from brain_go_brr.evaluation.plots import plot_record_trace, plot_sens_fa_curve
         from brain_go_brr.post.postprocess import postprocess
+        from brain_go_brr.scoring.plots import plot_record_trace, plot_sens_fa_curve
 
         assert self.plots_dir is not None
         epoch_dir = self.plots_dir / f"epoch_{self.current_epoch:03d}"

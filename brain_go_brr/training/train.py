@@ -31,10 +31,15 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from brain_go_brr.config import plain
 from brain_go_brr.inference import CheckpointMismatchError, load_detector
 from brain_go_brr.io import atomic_write_json, atomic_write_text
 from brain_go_brr.post.postprocess import PostConfig
-from brain_go_brr.training.callbacks import AtomicCheckpointIO, RandomStateCallback
+from brain_go_brr.training.callbacks import (
+    AtomicCheckpointIO,
+    HardNegativeMining,
+    RandomStateCallback,
+)
 from brain_go_brr.training.module import SeizureDetectorModule
 from brain_go_brr.training.optim import OptimConfig
 
@@ -43,10 +48,6 @@ log = logging.getLogger(__name__)
 CKPT_SUBDIR = "checkpoints"
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
 def model_summary(model: nn.Module) -> str:
@@ -95,9 +96,13 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The ``callbacks`` group, the random-state callback, and hard-negative mining when
+    ``data.sampling.hard_negative_share`` > 0."""
     configs = (cfg.get("callbacks") or {}).values()
     callbacks = [hydra.utils.instantiate(c) for c in configs if c is not None]
-    return [*callbacks, RandomStateCallback()]
+    share = float(OmegaConf.select(cfg, "data.sampling.hard_negative_share", default=0.0) or 0.0)
+    mining = [HardNegativeMining()] if share > 0 else []
+    return [*callbacks, RandomStateCallback(), *mining]
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -130,15 +135,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_text(output_dir / "model_summary.txt", summary + "\n")
     module = SeizureDetectorModule(
         detector,
-        optim=OptimConfig(**_plain(cfg.optim)),
+        optim=OptimConfig(**plain(cfg.optim)),
         focal_alpha=float(cfg.loss.alpha),
         focal_gamma=float(cfg.loss.gamma),
-        post=PostConfig(**_plain(cfg.post)),
+        post=PostConfig(**plain(cfg.post)),
         max_consecutive_nonfinite=int(cfg.module.max_consecutive_nonfinite),
         n_example_traces=int(cfg.module.n_example_traces),
         plots_dir=output_dir / "plots" if cfg.module.plots else None,
-        model_config=_plain(cfg.model),
-        preprocess_config=_plain(cfg.data.get("preprocess")),
+        model_config=plain(cfg.model),
+        preprocess_config=plain(cfg.data.get("preprocess")),
         hemisphere_flip=float(cfg.module.hemisphere_flip),
         bootstrap=int(cfg.module.get("bootstrap", 0) or 0),
         seed=int(cfg.seed),
@@ -154,7 +159,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for lg in trainer.loggers:
         lg.log_hyperparams(
             {
-                "config": _plain(cfg),
+                "config": plain(cfg),
                 "model/parameters": sum(p.numel() for p in detector.parameters()),
             }
         )

@@ -18,7 +18,7 @@ Two kinds of input:
 
 Only the seizure label is scored (TUSZ seizure types count as ``seiz``, SzCORE's ``sz`` and
 ``sz_*`` subtypes as well; ``bckg`` rows are ignored). SzCORE figures are those of the
-official scorer (:mod:`brain_go_brr.evaluation.szcore`); csv_bi inputs are scored as the
+official scorer (:mod:`brain_go_brr.scoring.szcore`); csv_bi inputs are scored as the
 events.tsv files with the same events would be.
 
 Prints tables and, with ``--json``, writes::
@@ -60,9 +60,9 @@ from brain_go_brr.annotations import (
     read_csv_bi,
     read_events_tsv,
 )
-from brain_go_brr.evaluation import szcore
-from brain_go_brr.evaluation.metrics import RecordEvents, score_events
 from brain_go_brr.io import atomic_write_json
+from brain_go_brr.scoring import szcore
+from brain_go_brr.scoring.metrics import RecordEvents, score_events
 
 _TOLERANCE_S = 1e-4  # csv_bi times carry 4 decimals
 

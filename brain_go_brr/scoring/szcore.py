@@ -126,7 +126,7 @@ class Counts:
 
 def runs_from_events(events: Sequence[Event], duration_s: float) -> tuple[int, Runs]:
     """``(n_seconds, runs)`` of seizure ``events`` as the official scorer reads them back
-    from the events.tsv that :func:`brain_go_brr.evaluation.writers.write_events_tsv` writes
+    from the events.tsv that :func:`brain_go_brr.scoring.writers.write_events_tsv` writes
     (2-decimal onsets and durations, ``recordingDuration`` with 2 decimals)."""
     rows, recording = events_tsv_rows(list(events), duration_s)
     n_seconds = int(float(recording))
