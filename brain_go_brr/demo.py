@@ -1,7 +1,7 @@
 """``make demo`` (``python -m brain_go_brr.demo``): the whole pipeline on a CPU, end to end.
 
 1. ``conf/train.yaml`` with ``experiment=demo``: the synthetic corpus (60 patients, 26 h,
-   TUSZ layout, generator version 3: about 50 seizures from 9-10 patients in each of dev and
+   TUSZ layout, generator version 3: 51 seizures from 10 patients in each of dev and
    eval) is generated and prepared into the window cache on first use, then
    ``model=v3_tiny`` trains on the CPU with W&B offline (:func:`brain_go_brr.training.train`).
 2. ``conf/eval.yaml``: the best checkpoint runs over every whole recording of the dev split
