@@ -18,8 +18,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from brain_go_brr.training import train
 from brain_go_brr.hardware import resolve_auto
+from brain_go_brr.training import train
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
