@@ -78,3 +78,14 @@ def tiny_cache(factory: pytest.TempPathFactory) -> Path:
         prepare(tiny_corpus(factory), cache, workers=2, progress=False)
         _SESSION["cache"] = cache
     return _SESSION["cache"]
+
+
+def group_config(group: str, name: str) -> Any:
+    """``conf/<group>/<name>.yaml`` as Hydra composes it (its own defaults merged in: v3_tiny
+    over v3, synthetic over tusz), as a DictConfig."""
+    from hydra import compose, initialize_config_dir
+
+    from brain_go_brr.paths import conf_dir
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose(config_name=f"{group}/{name}")[group]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from data_fixtures import group_config
+from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from brain_go_brr.cli import main as cli_main
@@ -20,9 +21,11 @@ SHORT = 1024  # 4 s windows keep the CPU tests fast; the structure does not depe
 
 
 def _yaml_keys(name: str) -> dict[str, object]:
-    keys = yaml.safe_load((conf_dir() / "model" / f"{name}.yaml").read_text())
+    """``model=<name>`` as composed (v3_tiny holds only its differences from v3)."""
+    keys = OmegaConf.to_container(group_config("model", name))
+    assert isinstance(keys, dict)
     keys.pop("_target_")
-    return keys
+    return {str(k): v for k, v in keys.items()}
 
 
 def _model(name: str = "v3_tiny", seed: int = 0, **overrides: object) -> V3Detector:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import tiny_cache, tiny_corpus
+from data_fixtures import group_config, tiny_cache, tiny_corpus
 from omegaconf import OmegaConf
 
 import brain_go_brr.data.prepare as prepare_mod
@@ -233,7 +233,7 @@ def test_cli_reports_a_wrong_root(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_data_configs_hold_the_preprocessing_defaults() -> None:
     for name in ("tusz", "synthetic"):
-        cfg = OmegaConf.load(conf_dir() / "data" / f"{name}.yaml")
+        cfg = group_config("data", name)
         assert PreprocessConfig.from_dict(OmegaConf.to_container(cfg.preprocess)) == (
             PreprocessConfig()
         )
@@ -250,7 +250,7 @@ def test_synthetic_is_generated_and_prepared_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("BGB_CACHE_DIR", str(tmp_path))
-    cfg = OmegaConf.load(conf_dir() / "data" / "synthetic.yaml")
+    cfg = group_config("data", "synthetic")
     cfg.synthetic.n_patients, cfg.synthetic.hours, cfg.prepare_workers = 3, 0.1, 1
     cache_dir = ensure_prepared(cfg)
     assert cache_dir.is_relative_to(tmp_path)

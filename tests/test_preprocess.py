@@ -201,10 +201,9 @@ def test_invalid_settings_are_refused(kwargs: dict[str, object], message: str) -
 
 @pytest.mark.parametrize("name", ["tusz", "synthetic"])
 def test_data_configs_spell_out_every_setting_at_its_default(name: str) -> None:
-    from omegaconf import OmegaConf
 
-    from brain_go_brr.paths import conf_dir
+    from data_fixtures import group_config
 
-    section = OmegaConf.load(conf_dir() / "data" / f"{name}.yaml")["preprocess"]
+    section = group_config("data", name)["preprocess"]
     assert set(section) == {f.name for f in dataclasses.fields(PreprocessConfig)}
     assert PreprocessConfig.from_dict(section) == PreprocessConfig()

@@ -162,3 +162,21 @@ def test_events_tsv_format(tmp_path: Path) -> None:
         write_events_tsv(tmp_path / "x.tsv", [], 1.0)
     write_events_tsv(tmp_path / "sub-01_events.tsv", [], 1.0)
     assert (tmp_path / "sub-01_events.tsv").exists()
+
+
+def test_pick_at_fa_takes_the_middle_of_a_plateau_and_the_lower_rate_on_ties() -> None:
+    from brain_go_brr.scoring.sweep import pick_at_fa
+
+    # (sensitivity, FA/24h, tau_on, tau_off): a plateau of 1.0 at 0 FA/24h from 0.3 to 0.7
+    candidates = [(1.0, 9.0, 0.1, 0.02), (1.0, 4.0, 0.2, 0.12)]
+    candidates += [(1.0, 0.0, t, round(t - 0.08, 2)) for t in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    candidates += [(0.5, 0.0, 0.8, 0.72), (None, 0.0, 0.9, 0.82)]
+    out = pick_at_fa(candidates, (1.0, 5.0, 10.0))
+    # At <= 10 the 9 and 4 FA/24h points tie with the plateau on sensitivity; 0 FA wins,
+    # then the middle of the five plateau points.
+    assert out["10"] == {"sensitivity": 1.0, "tau_on": 0.5, "tau_off": 0.42, "fa_per_24h": 0.0}
+    assert out["1"] == out["5"] == out["10"]
+    # An even plateau gives the lower of its two middles.
+    even = pick_at_fa([(0.8, 2.0, t, t) for t in (0.4, 0.5, 0.6, 0.7)], (5.0,))
+    assert even["5"] is not None and even["5"]["tau_on"] == 0.5
+    assert pick_at_fa([(0.8, 20.0, 0.4, 0.3)], (5.0,)) == {"5": None}

@@ -26,8 +26,9 @@ Both return a JSON-ready dict::
 Definitions: sensitivities are fractions; FA per 24 h counts seizure false alarms only, over
 the total reference duration (NEDC: the sum of the files' durations). ``sens_at_fa[k]`` is
 the best NEDC OVLP sensitivity among the sweep's thresholds whose OVLP FA/24h is at most
-``k`` (ties: the lower FA rate), with the threshold used and the rate reached; ``None``
-when no threshold of the grid gets that low. The sweep varies ``tau_on`` over ``tau_grid``
+``k`` (ties: the lower FA rate, then the middle threshold of a plateau;
+:func:`~brain_go_brr.scoring.sweep.pick_at_fa`), with the threshold used and the rate
+reached; ``None`` when no threshold of the grid gets that low. The sweep varies ``tau_on`` over ``tau_grid``
 with ``tau_off = max(0, tau_on - tau_gap)`` and keeps every other post-processing setting.
 :func:`flatten` turns a result into ``stage/name`` metrics for loggers.
 """

@@ -141,12 +141,18 @@ def pick_at_fa(
 
     ``candidates``: ``(sensitivity, fa_per_24h, tau_on, tau_off)`` per sweep point; ``None``
     sensitivity (no reference seizure) or FA rate never qualifies. Ties go to the lower FA
-    rate. ``None`` for a target that no point reaches.
+    rate; points with the same sensitivity and rate (a plateau of the sweep) give the middle
+    one in ``tau_on`` order (the lower of two middles), the threshold farthest from both
+    ends of the plateau, not its lowest. ``None`` for a target that no point reaches.
     """
     out: dict[str, dict[str, float] | None] = {}
     for target in fa_targets:
         ok = [c for c in candidates if c[0] is not None and c[1] is not None and c[1] <= target]
-        best = max(ok, key=lambda c: (c[0], -c[1]), default=None)  # type: ignore[operator]
+        best = None
+        if ok:
+            top = max((c[0], -c[1]) for c in ok)  # type: ignore[operator]
+            tied = sorted((c for c in ok if (c[0], -c[1]) == top), key=lambda c: c[2])  # type: ignore[operator]
+            best = tied[(len(tied) - 1) // 2]
         out[fa_key(target)] = (
             None
             if best is None
