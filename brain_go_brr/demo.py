@@ -18,7 +18,7 @@ Outputs go to ``runs/demo/`` (training), ``runs/demo/eval_dev/`` and ``runs/demo
 from its last checkpoint (a finished run returns at once) and evaluates afresh. Extra
 arguments are Hydra overrides of the training config, e.g. ``python -m brain_go_brr.demo
 trainer.max_epochs=4``. ``--seeds 42,43,44`` runs the recipe once per seed
-(``runs/demo_seed<N>/``) and ends with a table of each figure per seed and its mean ± sd
+(``runs/demo_seed<N>/``) and ends with a table of each figure per seed (with its interval) and their mean ± sd
 (``runs/demo_seeds.md``).
 """
 
@@ -186,20 +186,28 @@ SUMMARY_FIGURES: tuple[tuple[str, tuple[str, ...], float, int], ...] = (
 
 
 def seed_table(results: Mapping[int, Mapping[str, Any]]) -> str:
-    """A markdown table: each figure per seed, and its mean ± sd (sample sd) over the seeds."""
+    """A markdown table: each figure per seed with its 95 % patient-level interval (where the
+    run computed one), and its mean ± sd (sample sd) over the seeds."""
     import numpy as np
 
     seeds = sorted(results)
     header = "| figure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |"
     lines = [header, "|---" * (len(seeds) + 2) + "|"]
     for label, path, scale, digits in SUMMARY_FIGURES:
-        values = []
+        values: list[float | None] = []
+        cells = []
         for seed in seeds:
-            node: Any = results[seed]
-            for key in path:
-                node = node.get(key) if node is not None else None
-            values.append(None if node is None else scale * float(node))
-        cells = ["-" if v is None else f"{v:.{digits}f}" for v in values]
+            parent: Any = results[seed]
+            for key in path[:-1]:
+                parent = parent.get(key) if parent is not None else None
+            value = parent.get(path[-1]) if parent is not None else None
+            values.append(None if value is None else scale * float(value))
+            ci = parent.get(f"{path[-1]}_ci95") if parent is not None else None
+            cells.append(
+                "-"
+                if value is None
+                else f"{scale * float(value):.{digits}f}" + _ci(ci, scale, digits)
+            )
         known = np.array([v for v in values if v is not None])
         spread = (
             f"{known.mean():.{digits}f} ± {known.std(ddof=1):.{digits}f}" if known.size > 1 else "-"

@@ -98,7 +98,7 @@ def test_seed_table_gives_each_figure_per_seed_and_mean_sd() -> None:
         return {
             "dev": {"auroc": auroc},
             "eval": {
-                "ovlp": {"sensitivity": sens, "fa_per_24h": 2.0},
+                "ovlp": {"sensitivity": sens, "fa_per_24h": 2.0, "fa_per_24h_ci95": [0.0, 4.5]},
                 "taes": {"sensitivity": sens / 2},
                 "auroc": auroc,
             },
@@ -111,6 +111,8 @@ def test_seed_table_gives_each_figure_per_seed_and_mean_sd() -> None:
     # sd of (60, 80) with ddof=1 is 14.14
     assert "| eval OVLP sensitivity (%) | 60.0 | 80.0 | 70.0 ± 14.1 |" in lines
     assert "| eval AUROC | - | 0.960 | - |" in lines  # one known value: no spread
+    # a figure's interval follows it in its cell
+    assert "| eval OVLP FA/24h | 2.00 [0.00, 4.50] | 2.00 [0.00, 4.50] | 2.00 ± 0.00 |" in lines
     assert lines[-1] == "| quality target met | NOT met | met | 1 of 2 |"
 
 
