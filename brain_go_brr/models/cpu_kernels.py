@@ -29,12 +29,11 @@ error model checks every division for zero, which also keeps a loop scalar.
 
 The loops index one-dimensional C-contiguous rows with ``range(row.shape[0])`` bounds:
 that form is what numba/LLVM vectorise (offset arithmetic into a flat array, or strided
-slices, fall back to scalar code and ran 3-7x slower). Loops over a handful of values
+slices, fall back to scalar code and run several times slower). Loops over a handful of values
 (the edge stream's 48 channels, a row's 4-16 heads) vectorise badly however written, so
 :func:`dt_and_decay` and the narrow-row convolution loop over tiles of many rows instead.
-Tried and dropped, for the record: sequences as the vector lanes (time-major layout, or 16-64
-sequences side by side) ran 1.2-4x slower, bound by loads and stores of the state; one kernel
-for conv and scan together was no faster than the two.
+Sequences as the vector lanes (a time-major layout) would be bound by loads and stores of the
+state, so the lanes are channels.
 """
 
 from __future__ import annotations
@@ -165,7 +164,7 @@ def prefetch_row(row: Any) -> None:
 
     Walking time backwards reads each sequence's rows in descending addresses, which the
     hardware prefetcher of the benchmark CPU did not follow: the reverse scan of the node
-    stream ran 2.4x slower than the forward one (15.7 against 6.5 ms) until the kernels
+    stream ran far slower than the forward one until the kernels
     prefetched the rows :data:`PREFETCH_STEPS` steps ahead themselves.
     """
     per_line = max(1, 64 // row.itemsize)
@@ -318,7 +317,7 @@ def causal_conv_silu(
 
     Narrow rows (fewer than :data:`_CONV_ROW_CHANNELS` channels: the edge stream's 48) go a
     tile of steps at a time, wide ones (the node stream's 160) step by step: each was the
-    faster on the benchmark CPU (edge 8.2 against 11.8 ms per call, node 2.3 against 3.2).
+    faster of the two on the benchmark CPU.
     """
     kernel = (
         _causal_conv_silu_rows if x.shape[-1] >= _CONV_ROW_CHANNELS else _causal_conv_silu_tiled
@@ -487,7 +486,7 @@ def run_scan_parts(
     """Run a :mod:`.cpu_scan` kernel on numba's threads, one part of the sequences each.
 
     The kernel's threads are then the ones the other kernels and torch's OpenMP products
-    use: Python threads of their own ran 1.5x slower in the model, sharing the two cores
+    use: Python threads of their own ran slower in the model, sharing the cores
     with OpenMP workers still spinning after a product.
 
     ``address``: the kernel; ``pointers`` (10,) int64: its array arguments before the

@@ -79,7 +79,7 @@ def normalized_sparse_adj_t(adjacency: Tensor) -> Tensor:
     ``D`` holds each target's in-degree (row sums of the transposed blocks), as ``gcn_norm``
     computes it for a sparse ``adj_t``. Done on the (G, N, N) blocks this is a few
     element-wise ops; ``gcn_norm`` on the CSR matrix re-sorts its entries, once per SSGConv
-    layer (12 ms of a 50 ms GNN stage at batch 2). Shapes: (G, N, N) -> (G N, G N).
+    layer, a large share of the stage. Shapes: (G, N, N) -> (G N, G N).
     """
     n_nodes = adjacency.shape[-1]
     eye = torch.eye(n_nodes, dtype=torch.bool, device=adjacency.device)
@@ -159,9 +159,9 @@ class GraphNetwork(nn.Module):
             out = self.conv2(hidden, edge_index, edge_weight)
         else:
             # CPU inference: the same propagation as a sparse matrix product (SSGConv's
-            # message_and_aggregate), 3-4x faster than gathering one message per edge. In
-            # float32 even under autocast (the CSR product has no bfloat16 kernel; the stage
-            # is 1 % of the FLOPs). Not for training: the CSR product's backward is ~50x slower.
+            # message_and_aggregate), faster than gathering one message per edge. In float32
+            # even under autocast (the CSR product has no bfloat16 kernel; the stage is a small
+            # share of the FLOPs). Not for training: the CSR product's backward is far slower.
             # The normalisation is done once for both layers, on the dense blocks.
             with torch.autocast("cpu", enabled=False):
                 adj_t = normalized_sparse_adj_t(graphs.float())

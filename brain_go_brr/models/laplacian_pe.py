@@ -34,8 +34,8 @@ from torch import Tensor, nn
 PE_MODES = ("dynamic", "semi")
 _NUDGE = 1e-8  # diagonal tie-breaker per node index, far below any real eigenvalue gap
 #: Below this many matrices per thread, :func:`batched_eigenvectors` stays on one thread:
-#: the PE stage of ``pe=semi`` at batch 2 (384 graphs) ran slower split (17.3 ms against
-#: 14.6), that of ``pe=dynamic`` (1920 graphs) faster (64 ms against 82).
+#: on the benchmark CPU the PE stage of ``pe=semi`` at batch 2 (384 graphs) ran slower
+#: split, that of ``pe=dynamic`` (1920 graphs) faster (bench_model times the PE stage).
 _EIGH_MIN_PER_THREAD = 256
 
 
@@ -75,8 +75,8 @@ def batched_eigenvectors(symmetric: Tensor) -> Tensor:
     torch's CPU ``eigh`` of a batch runs LAPACK one matrix after the other on a single
     thread. The batch is split into up to ``torch.get_num_threads()`` parts of at least
     :data:`_EIGH_MIN_PER_THREAD` matrices, run by as many Python threads (torch releases
-    the GIL): the eigh of a batch of 2 windows (1920 graphs of 19 nodes) went from 49 to
-    35 ms on 2 cores; smaller batches stay on one thread. Each matrix goes through the same
+    the GIL), which pays off for large batches such as 2 windows under ``pe=dynamic``
+    (1920 graphs of 19 nodes); smaller batches stay on one thread. Each matrix goes through the same
     LAPACK call either way; the results agree to float64 rounding (about 1e-12: LAPACK's
     rounding already moves that much with how a batch is laid out), and a given input and
     thread count always gives the same result. The threads live for one call (a pool kept

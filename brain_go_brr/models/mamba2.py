@@ -30,8 +30,8 @@ Its parameters have the names and shapes of ``mamba_ssm.Mamba2`` (``in_proj.weig
 Memory in training: with ``recompute=True`` (the default) the pure-PyTorch block keeps only
 its input for the backward pass and recomputes its internals there, as ``mamba_ssm``'s fused
 kernel does (which keeps its input projection). The internals are about 15 tensors of
-``d_inner`` channels per step, 10-30x the block's input; keeping them made v3 training
-need 3.6 GB per 60 s window (0.5 GB with it; BENCHMARKS.md). Sequences are recomputed in groups of at most
+``d_inner`` channels per step, many times the block's input (peak memory per window with
+and without recompute: BENCHMARKS.md). Sequences are recomputed in groups of at most
 :data:`RECOMPUTE_GROUP_ELEMENTS` steps x channels, so the backward's temporaries stay bounded
 whatever the batch. The price is one more forward of the block in the backward pass.
 
@@ -50,7 +50,7 @@ the same scan) with the convolution and its SiLU, the D skip, the ``silu(z)`` ga
 RMSNorm fused around it (one LLVM vector kernel with the state in registers,
 :mod:`.cpu_scan`, or numba's :mod:`.cpu_kernels` where no lane width fits or
 ``BGB_LLVM_SCAN=0``), and the layer's pre-norm in its own compiled pass; it agrees with the chunked scan to float32 rounding (``tests/test_mamba2.py``) and
-made v3 inference on a 2-core CPU about 2x faster (``BENCHMARKS.md``). Under bfloat16
+is what makes v3 inference fast on a CPU (``BENCHMARKS.md``). Under bfloat16
 autocast the projections run in bfloat16 and the kernels in float32, reading and writing
 the bfloat16 tensors of the products directly. In float32 on CPU every projection
 (both paths, inference and training) goes through oneDNN (:mod:`.cpu_linear`), which ran
@@ -93,7 +93,7 @@ _announced: set[str] = set()
 #: of the ~15 internal tensors of a group is then at most 4 MB in float32.
 RECOMPUTE_GROUP_ELEMENTS = 1 << 20
 #: The LLVM scan splits its sequences over torch's intra-op thread count from this many
-#: output values on (smaller calls run on the calling thread: a hand-off costs ~0.1 ms).
+#: output values on (smaller calls run on the calling thread: a hand-off costs more than they do).
 _SCAN_THREADS_FROM = 1 << 16
 
 
@@ -403,7 +403,7 @@ class Mamba2(nn.Module):
         D skip, gate and RMSNorm run in :mod:`.cpu_kernels`, so the (batch, length, d_inner)
         intermediates are written once instead of once per element-wise operation. Each
         piece of ``in_proj`` is its own matmul, so every input of the kernels is contiguous
-        (reading them as column slices of one wide projection made the kernels 2-4x slower).
+        (reading them as column slices of one wide projection made the kernels much slower).
 
         Shapes: ``u`` (b, l, d_model) -> (b, l, d_inner), float32 (bfloat16 under bfloat16
         autocast, ready for ``out_proj``'s bfloat16 product).

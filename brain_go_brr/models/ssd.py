@@ -175,7 +175,7 @@ def ssd_scan(
 
     - ``"factored"``: the decay ``L[i, j] = exp(acs_i - m) exp(m - acs_j)`` (``m``: the
       running sum at the chunk's middle step) is split into a per-step factor on each side, so the masked quadratic form is one matmul per group
-      (shared by its heads) and no (chunks, heads, q, q) decay matrix exists; 2-5x faster
+      (shared by its heads) and no (chunks, heads, q, q) decay matrix exists; the fast path
       on CPU. Valid while every chunk's total log-decay stays within
       :data:`FACTORED_MAX_LOG_DECAY` (beyond it the factors overflow float32).
     - ``"blocked"``: builds each head's decay matrix from differences of running sums, a

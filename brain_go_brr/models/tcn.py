@@ -26,8 +26,8 @@ class StridedMean(nn.Module):
     partial block is dropped), written as a sum of strided slices.
 
     Same values as ``AvgPool1d`` bit for bit (the same additions in the same order, then
-    one division); about 15x faster on the 2-core benchmark CPU, where ``avg_pool1d`` took
-    2-3 ms per TCN layer at batch 2. No parameters or buffers.
+    one division), and much faster on a small CPU than ``avg_pool1d`` (bench_model,
+    BENCHMARKS.md). No parameters or buffers.
 
     Shapes: (B, C, T) -> (B, C, T // stride).
     """

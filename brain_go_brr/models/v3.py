@@ -178,8 +178,8 @@ class V3Detector(nn.Module):
     def _graph_stage(self, nodes: Tensor, pe: Tensor, adjacency: Tensor) -> Tensor:
         """The GNN over all B * T' graphs at once; with checkpointing, one window at a time.
 
-        SSGConv's per-edge messages are its largest temporaries (about 0.18 GB per window in
-        float32); recomputing window by window bounds them by one window whatever the batch.
+        SSGConv's per-edge messages are its largest temporaries (one row per edge and
+        channel); recomputing window by window bounds them by one window whatever the batch.
         Shapes: nodes (B, T', N, D), pe (B, T', N, pe_dim), adjacency (B, T', N, N).
         """
         if not (self.config.checkpointing and torch.is_grad_enabled()):
