@@ -51,11 +51,12 @@ def test_demo_trains_scores_dev_and_applies_the_dev_thresholds_to_eval(
     assert status == 0  # a quality miss is a verdict, not a crash
     # The sweep's highest thresholds detect nothing (0 FA/24h), so a point always exists here.
     assert point is not None
+    assert (demo.TARGET_SENSITIVITY, demo.TARGET_FA_PER_24H, demo.TARGET_AUROC) == (0.75, 10, 0.95)
     met = (
-        test["ovlp"]["sensitivity"] >= 0.75
-        and test["ovlp"]["fa_per_24h"] <= 10
+        test["ovlp"]["sensitivity"] >= demo.TARGET_SENSITIVITY
+        and test["ovlp"]["fa_per_24h"] <= demo.TARGET_FA_PER_24H
         and test["auroc"] is not None
-        and test["auroc"] >= 0.95
+        and test["auroc"] >= demo.TARGET_AUROC
     )
     assert f"demo: verdict: quality target {'met' if met else 'NOT met'}" in out
     assert "thresholds chosen at <= 5 FA/24h: tau_on" in out

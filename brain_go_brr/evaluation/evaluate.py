@@ -198,18 +198,22 @@ def score_cache(
     max_fa_per_24h: float,
     n_resamples: int = 1000,
     seed: int = 0,
+    scorer: scoring.SweepScorer | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics as in the module docstring, threshold sweep rows) of cached tracks; with
-    ``n_resamples`` > 0 every figure has its 95 % patient-level bootstrap interval."""
+    ``n_resamples`` > 0 every figure has its 95 % patient-level bootstrap interval.
+    ``scorer``: a :class:`~brain_go_brr.scoring.sweep.SweepScorer` of these records and
+    ``post`` (built here when not given); the tracks are packed once for every figure."""
+    scorer = scoring.SweepScorer(records, post) if scorer is None else scorer
     # The scorer's own sweep is skipped (empty grid): one sweep below serves all three scorers.
     scored = scoring.score_tracks(
-        records, post, fa_targets, (), tau_gap, n_resamples=n_resamples, seed=seed
+        records, post, fa_targets, (), tau_gap, n_resamples=n_resamples, seed=seed, scorer=scorer
     )
     result: dict[str, Any] = dict(scored)
     for unused in ("sens_at_fa", "curve"):
         result.pop(unused, None)
     counts = SweepCounts({}, {}) if n_resamples > 0 else None
-    sweep = threshold_sweep(records, post, tau_grid, tau_gap, counts)
+    sweep = threshold_sweep(records, post, tau_grid, tau_gap, counts, sweeper=scorer)
     result["szcore"] = {**result["szcore"], "fa_per_24h": result["szcore"]["fp_per_24h"]}
     if "fp_per_24h_ci95" in result["szcore"]:
         result["szcore"]["fa_per_24h_ci95"] = result["szcore"]["fp_per_24h_ci95"]
@@ -439,6 +443,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     cached = list(cache.records.values())
     records = list(_iter_probs(cache))
+    sweeper = scoring.SweepScorer(records, post)
     result, sweep = score_cache(
         records,
         post,
@@ -448,6 +453,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         float(cfg.objective.max_fa_per_24h),
         n_resamples=int(cfg.get("bootstrap") or 0),
         seed=int(cfg.get("bootstrap_seed") or 0),
+        scorer=sweeper,
     )
     metrics: dict[str, Any] = {
         "split": cache.split,
@@ -457,7 +463,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
 
     # Events at the configured post-processing, as NEDC reads them (split pieces joined).
-    sweeper = scoring.SweepScorer(records, post)
     runs = sweeper.hypotheses(post.tau_on, post.tau_off)
     hyps = runs_to_events(runs, len(records), post.sfreq, sweeper.tracks.mean_probability(runs))
     if cfg.get("ckpt_path"):

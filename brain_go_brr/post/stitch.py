@@ -48,7 +48,9 @@ class RecordAccumulator:
 
     def pop_track(self, record: int) -> tuple[np.ndarray | None, int | None]:
         """Remove ``record`` and return its ``(n_samples,)`` float32 track, or ``None`` and
-        the first sample no window covered."""
+        the first sample no window covered (0 for a record no window reached)."""
+        if record not in self.sums:
+            return None, 0
         count = self.counts.pop(record)
         total = self.sums.pop(record)
         uncovered = np.flatnonzero(count == 0)
@@ -101,9 +103,6 @@ def stitch_windows(window_probs: np.ndarray, starts: np.ndarray, n_samples: int)
         )
     acc = RecordAccumulator([n_samples], dtype=np.float64)
     acc.add(probs, np.zeros(len(starts), dtype=np.int64), starts)
-    if not acc.sums:
-        acc.sums[0] = np.zeros(n_samples, dtype=np.float64)
-        acc.counts[0] = np.zeros(n_samples, dtype=np.uint8)
     track, first = acc.pop_track(0)
     if track is None:
         raise ValueError(

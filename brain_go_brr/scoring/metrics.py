@@ -196,12 +196,14 @@ def score_tracks(
     tau_gap: float = DEFAULT_TAU_GAP,
     n_resamples: int = 1000,
     seed: int = 0,
+    scorer: SweepScorer | None = None,
 ) -> dict[str, object]:
     """Every figure of the module docstring for probability tracks of whole records.
 
     With ``n_resamples`` > 0 each figure also gets its 95 % patient-level bootstrap interval
     (:mod:`brain_go_brr.scoring.bootstrap`): those of :func:`score_events`, then
-    :func:`add_intervals` (AUROC, ``sens_at_fa``).
+    :func:`add_intervals` (AUROC, ``sens_at_fa``). ``scorer``: a :class:`SweepScorer` already
+    built for these ``records`` and ``post`` (the tracks are packed once per caller).
     """
     if not records:
         raise ValueError("score_tracks: no records to score")
@@ -213,7 +215,7 @@ def score_tracks(
                 f"duration_s={rec.duration_s} at {post.sfreq} Hz needs {expected}; stitch the "
                 "windows of the whole record (brain_go_brr.post.stitch_windows)"
             )
-    scorer = SweepScorer(records, post)
+    scorer = SweepScorer(records, post) if scorer is None else scorer
     events = scorer.tracks.events(post)
     result = score_events(
         [

@@ -210,14 +210,16 @@ def threshold_sweep(
     tau_grid: Sequence[float],
     tau_gap: float,
     counts: SweepCounts | None = None,
+    sweeper: SweepScorer | None = None,
 ) -> list[dict[str, Any]]:
     """Sensitivity and FA/24h of OVLP, TAES and SzCORE at each ``(tau_on, tau_on - gap)``.
 
     Only the hysteresis thresholds change; every other ``post`` setting is kept. The SzCORE
     figures are the official event-based ones pooled over records (``szcore`` scorer). With
     ``counts`` (empty), it is filled with the per-record counts behind every point.
+    ``sweeper``: a :class:`SweepScorer` already built for these ``records`` and ``post``.
     """
-    sweeper = SweepScorer(records, post)
+    sweeper = SweepScorer(records, post) if sweeper is None else sweeper
     durations = [r.duration_s for r in records]
     subjects = [r.subject for r in records]
     refs = [szcore.runs_from_events(nonempty(r.reference), r.duration_s) for r in records]
