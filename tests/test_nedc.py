@@ -235,3 +235,35 @@ def test_nedc_itself_scores_our_files_as_we_do(nedc_nfc: Path, tmp_path: Path) -
             decimals = len(printed.partition(".")[2])
             assert abs(value - float(printed)) <= 0.5 * 10**-decimals + 1e-9, (scorer, key)
     assert ours["ovlp"]["false_alarms"] > 0 and 0 < ours["taes"]["sensitivity"] < 1
+
+
+# ------------------------------------------------- NEDC v6.0.0 conformance kit, in the repository
+
+CONFORMANCE = Path(__file__).parent / "fixtures" / "nedc_conformance"
+_CONFORMANCE_EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
+
+
+def test_conformance_kit_is_complete() -> None:
+    """All 24 cases are in the repository, so the parity test below never depends on ../shared."""
+    cases = sorted(p.name for p in CONFORMANCE.glob("case*") if p.is_dir())
+    assert cases == [f"case{i:02d}" for i in range(24)]
+    assert sorted(_CONFORMANCE_EXPECTED) == cases
+
+
+@pytest.mark.parametrize("case", sorted(_CONFORMANCE_EXPECTED))
+def test_nedc_conformance(case: str) -> None:
+    """Scored from the case's ``ref.list`` / ``hyp.list`` the way ``score`` reads them, our OVLP
+    and TAES SEIZ figures equal the ones NEDC v6.0.0 itself printed (to its printed rounding)."""
+    from brain_go_brr.scoring.cli import load_pairs, pair_inputs
+
+    folder = CONFORMANCE / case
+    records = load_pairs(pair_inputs(folder / "ref.list", folder / "hyp.list"))
+    result = score_events(records)
+    for scorer in ("ovlp", "taes"):
+        got, want = result[scorer], _CONFORMANCE_EXPECTED[case][scorer]
+        # NEDC prints TAES counts to 2 decimals and the rate to 4: half a unit of the last digit
+        count_tol = 0.0051 if scorer == "taes" else 0.0
+        for key in ("targets", "hits", "misses", "false_alarms"):
+            assert got[key] == pytest.approx(want[key], abs=count_tol), (case, scorer, key)
+        assert got["sensitivity"] == pytest.approx(want["sensitivity"], abs=1e-6), (case, scorer)
+        assert got["fa_per_24h"] == pytest.approx(want["fa_per_24h"], abs=5.1e-5), (case, scorer)
