@@ -250,7 +250,7 @@ def check_pipeline(quick: bool) -> list[Row]:
         "data.synthetic.n_patients=4", "data.synthetic.hours=0.3", "data.synthetic.seed=5",
         "data.batch_size=8", "data.num_workers=2", "data.eval_stride_s=60",
         "trainer.max_epochs=2", "trainer.limit_train_batches=4",
-        "callbacks.last_checkpoint_mid_epoch.every_n_train_steps=3", "module.plots=false",
+        "callbacks.last_checkpoint_mid_epoch.every_n_train_steps=3", "module.plots_dir=null",
     ]  # fmt: skip
 
     def compose_run(name: str, extra: list[str]) -> Any:

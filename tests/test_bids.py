@@ -396,7 +396,7 @@ def test_readme_path_synth_prepare_train_evaluate_score(tmp_path: Path) -> None:
     data = ["data=bids", f"data.root={bids}", f"data.cache_dir={cache}", "data.eval_stride_s=60"]
     run([sys.executable, str(repo / "train.py"), *data, "model=v3_tiny", "hardware=cpu",
          "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-         "module.plots=false", "run_name=bids_smoke"])  # fmt: skip
+         "module.plots_dir=null", "run_name=bids_smoke"])  # fmt: skip
     ckpts = sorted((tmp_path / "runs" / "bids_smoke" / "checkpoints").glob("*.ckpt"))
     assert ckpts, "training wrote no checkpoint"
     run([sys.executable, str(repo / "evaluate.py"), *data, "model=v3_tiny", "hardware=cpu",

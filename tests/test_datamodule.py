@@ -380,7 +380,7 @@ def test_training_feeds_hard_negative_mining_and_the_next_epoch_draws_from_it(
             served[trainer.current_epoch] += batch["window"].tolist()
 
     cache_dir, arrays = small_cache
-    dm = TUSZDataModule(cache_dir, batch_size=4, seed=2, hard_negative_share=1.0)
+    dm = TUSZDataModule(cache_dir, batch_size=4, seed=2, sampling={"hard_negative_share": 1.0})
     trainer = _two_quiet_epochs(callbacks=[Served(), HardNegativeMining()])
     trainer.fit(SeizureDetectorModule(FirstChannel()), dm)
     table, memory = dm.train_table(), dm._hard_memory

@@ -30,7 +30,7 @@ def _tiny_demo(corpus: Path, work: Path) -> list[str]:
         "data=synthetic", f"data.root={corpus}", f"data.cache_dir={work / 'cache'}",
         "data.synthetic.n_patients=5", "data.synthetic.hours=0.3", "data.synthetic.seed=3",
         "data.eval_stride_s=60", "data.prepare_workers=1", "logger=none",
-        "module.plots=false", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+        "module.plots_dir=null", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
     ]  # fmt: skip
 
 

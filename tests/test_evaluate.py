@@ -67,7 +67,7 @@ def trained_checkpoint(factory: pytest.TempPathFactory) -> tuple[Path, list[str]
                     f"paths.output_dir={base / 'run'}",
                     "trainer.max_epochs=1",
                     "trainer.limit_train_batches=4",
-                    "module.plots=false",
+                    "module.plots_dir=null",
                 ],
             )
         metrics = train(cfg)

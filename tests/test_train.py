@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import hydra
 import lightning as L
 import pytest
 import torch
@@ -39,12 +40,11 @@ LOGGERS = sorted(p.stem for p in (conf_dir() / "logger").glob("*.yaml"))
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A 4-patient synthetic corpus, generated and prepared through data=synthetic itself."""
-    from brain_go_brr.data.datamodule import datamodule_from_config
 
     base = tmp_path_factory.mktemp("train_corpus")
     paths = {"root": str(base / "corpus"), "cache_dir": str(base / "cache")}
     cfg = _compose([f"data.{k}={v}" for k, v in paths.items()])
-    datamodule_from_config(cfg.data)  # first use: generates, then prepares
+    hydra.utils.instantiate(cfg.data)  # first use: generates, then prepares
     assert (base / "corpus" / "synth_manifest.json").exists()
     return paths
 
@@ -64,7 +64,7 @@ def _compose(overrides: list[str], output_dir: Path | None = None) -> DictConfig
         "data.eval_batch_size=16",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
-        "module.plots=false",
+        "module.plots_dir=null",
         f"paths.output_dir={output_dir or '.'}",
     ]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
@@ -74,6 +74,35 @@ def _compose(overrides: list[str], output_dir: Path | None = None) -> DictConfig
 def _cfg(corpus: dict[str, str], tmp: Path, overrides: list[str] = ()) -> DictConfig:  # type: ignore[assignment]
     data = [f"data.{k}={v}" for k, v in corpus.items()]
     return _compose([*data, *overrides], output_dir=tmp)
+
+
+def test_groups_build_their_objects_with_every_override(
+    corpus: dict[str, str], tmp_path: Path
+) -> None:
+    """``data`` and ``module`` are built by ``instantiate`` from their groups: an override of
+    any of their keys (or of the keys they point at: optim, loss, post, model) reaches the
+    object with no mapping in train()."""
+    overrides = [
+        "optim.lr=0.0123", "loss.alpha=0.33", "loss.gamma=1.5", "post.tau_on=0.91",
+        "module.hemisphere_flip=0.25", "module.n_example_traces=5", "model.node_layers=2",
+        "data.sampling.hard_negative_share=0.4", "data.eval_stride_s=8", "data.seed=9",
+    ]  # fmt: skip
+    cfg = _cfg(corpus, tmp_path, overrides)
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    assert (dm.hard_negative_share, dm.eval_stride_samples, dm.seed) == (0.4, 8 * 256, 9)
+    assert dm.cache_dir == Path(corpus["cache_dir"])
+    detector = hydra.utils.instantiate(cfg.model)
+    module = hydra.utils.instantiate(cfg.module, detector=detector)
+    assert module.detector is detector and len(detector.node_stream.layers) == 2
+    assert module.optim_cfg.lr == 0.0123 and module.optim_cfg.betas == (0.9, 0.999)
+    assert (module.loss_fn.alpha, module.loss_fn.gamma) == (0.33, 1.5)
+    assert module.post_cfg.tau_on == 0.91
+    assert (module.hemisphere_flip, module.n_example_traces, module.plots_dir) == (0.25, 5, None)
+    hp = module.hparams
+    assert hp["model"]["node_layers"] == 2 and hp["model"]["_target_"].endswith("build_v3")
+    assert hp["preprocess"]["notch_hz"] == cfg.data.preprocess.notch_hz
+    with pytest.raises(hydra.errors.InstantiationException, match=r"data\.sampling: unknown key"):
+        hydra.utils.instantiate(cfg.data, sampling={"hard_negative": 0.5}, _convert_="all")
 
 
 @pytest.mark.parametrize(
@@ -181,7 +210,7 @@ def full_run(
 ) -> tuple[DictConfig, dict[str, Any]]:
     """One uninterrupted run with W&B (offline) and plots: its config and returned metrics."""
     out = tmp_path_factory.mktemp("full_run")
-    cfg = _cfg(corpus, out, [*RESUME, "logger=wandb", "module.plots=true"])
+    cfg = _cfg(corpus, out, [*RESUME, "logger=wandb", "module.plots_dir=${paths.output_dir}/plots"])
     return cfg, train(cfg)
 
 
@@ -285,7 +314,13 @@ def test_same_seed_same_weights_and_metrics(
 ) -> None:
     """Two default runs with the same seed: identical checkpoints and logged metrics."""
     cfg, first = full_run
-    again = train(_cfg(corpus, tmp_path / "again", [*RESUME, "logger=wandb", "module.plots=true"]))
+    again = train(
+        _cfg(
+            corpus,
+            tmp_path / "again",
+            [*RESUME, "logger=wandb", "module.plots_dir=${paths.output_dir}/plots"],
+        )
+    )
     assert cfg.trainer.deterministic is True
     a = torch.load(first["last_ckpt_path"], weights_only=True)["state_dict"]
     b = torch.load(again["last_ckpt_path"], weights_only=True)["state_dict"]
@@ -352,7 +387,7 @@ def _run_cli(
         "data.synthetic.n_patients=4", "data.synthetic.hours=0.25", "data.synthetic.seed=5",
         "data.window_s=16", "data.train_stride_s=8", "data.eval_stride_s=16",
         "data.batch_size=1", "data.eval_batch_size=16", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2", "module.plots=false", *overrides,
+        "trainer.limit_train_batches=2", "module.plots_dir=null", *overrides,
     ]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)

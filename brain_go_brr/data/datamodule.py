@@ -30,8 +30,9 @@ sampler start that epoch after those batches, so a resumed run trains on exactly
 batches an uninterrupted one would; the hard-negative memory travels the same way. Under
 DDP a rank without any validation windows still gets one empty batch (:class:`EvalLoader`).
 
-Hydra configs (``conf/data/*.yaml``) reach this class through :func:`datamodule_from_config`,
-which prepares the cache first (:func:`brain_go_brr.data.prepare.ensure_prepared`).
+Hydra configs (``conf/data/*.yaml``) build this class with ``hydra.utils.instantiate``: their
+keys are its arguments, and a ``source`` makes it prepare the cache first
+(:func:`brain_go_brr.data.prepare.ensure_prepared`).
 """
 
 from __future__ import annotations
@@ -163,11 +164,35 @@ class EvalLoader(DataLoader[Any]):
         yield from super().__iter__()
 
 
+#: Defaults of the ``sampling`` and ``splits`` mappings (``conf/data/tusz.yaml``).
+_SAMPLING: dict[str, float] = {
+    "full_per_partial": 0.3,
+    "background_per_partial": 2.5,
+    "hard_negative_share": 0.0,
+}
+_SPLITS: dict[str, str] = {"train": "train", "val": "dev", "test": "eval"}
+
+
+def _named(given: Mapping[str, Any] | None, defaults: dict[str, Any], key: str) -> dict[str, Any]:
+    """``defaults`` updated by ``given``; a name not among the defaults is an error."""
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"{key}: unknown key(s) {unknown}; the known ones are {sorted(defaults)} "
+            "(conf/data/tusz.yaml)"
+        )
+    return {**defaults, **dict(given or {})}
+
+
 class TUSZDataModule(L.LightningDataModule):
     """Windows of a prepared cache (see the module docstring for batches and sampling).
 
+    Built by ``hydra.utils.instantiate`` from a ``conf/data/*.yaml`` group, whose keys are
+    these arguments; or directly on a cache folder (``TUSZDataModule(cache_dir)``).
+
     Args:
-        cache_dir: folder written by ``brain-go-brr prepare``.
+        cache_dir: folder written by ``brain-go-brr prepare``; with ``source`` given, where
+            the cache goes (``None``: the default place for that source).
         batch_size: training windows per batch (per rank).
         eval_batch_size: windows per validation/test batch (default: ``batch_size``).
         num_workers: DataLoader worker processes (0: load in the main process).
@@ -176,18 +201,23 @@ class TUSZDataModule(L.LightningDataModule):
         window_s: window length in seconds (60 s = 15360 samples).
         train_stride_s: stride of the training windows in seconds.
         eval_stride_s: stride of the validation/test windows in seconds.
-        full_per_partial: fully-seizure windows per partly-seizure window in an epoch.
-        background_per_partial: background windows per partly-seizure window in an epoch.
-        hard_negative_share: share of the background windows of an epoch taken where the
-            model's last highest probability on them was highest, not uniformly (0: off).
-        train_split: name of the training split in the cache.
-        val_split: name of the validation split in the cache.
-        test_split: name of the test split in the cache.
+        sampling: the balanced epoch, any of ``full_per_partial`` (fully-seizure windows per
+            partly-seizure window, default 0.3), ``background_per_partial`` (background
+            windows per partly-seizure window, 2.5) and ``hard_negative_share`` (share of
+            the background taken where the model's last highest probability was highest,
+            not uniformly; 0, the default, turns it off).
+        splits: cache split names of the ``train``, ``val`` and ``test`` stages (default
+            ``train``, ``dev``, ``eval``).
+        source: ``synthetic``, ``tusz`` or ``bids``: prepare that corpus first
+            (:func:`brain_go_brr.data.prepare.ensure_prepared`, which returns at once when
+            the cache is ready); ``None``: ``cache_dir`` is already prepared.
+        root, preprocess, synthetic, bids, prepare_workers: the corpus and how it is
+            prepared, as ``conf/data/tusz.yaml`` documents them (only with ``source``).
     """
 
     def __init__(
         self,
-        cache_dir: str | Path,
+        cache_dir: str | Path | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -196,20 +226,41 @@ class TUSZDataModule(L.LightningDataModule):
         window_s: float = 60.0,
         train_stride_s: float = 10.0,
         eval_stride_s: float = 30.0,
-        full_per_partial: float = 0.3,
-        background_per_partial: float = 2.5,
-        hard_negative_share: float = 0.0,
-        train_split: str = "train",
-        val_split: str = "dev",
-        test_split: str = "eval",
+        sampling: Mapping[str, float] | None = None,
+        splits: Mapping[str, str] | None = None,
+        source: str | None = None,
+        root: str | Path | None = None,
+        preprocess: Mapping[str, Any] | None = None,
+        synthetic: Mapping[str, Any] | None = None,
+        bids: Mapping[str, Any] | None = None,
+        prepare_workers: int | None = None,
     ) -> None:
         super().__init__()
+        if source is not None:
+            from brain_go_brr.data.prepare import ensure_prepared
+
+            corpus = {
+                "source": source,
+                "root": root,
+                "cache_dir": cache_dir,
+                "preprocess": preprocess,
+                "synthetic": synthetic,
+                "bids": bids,
+                "prepare_workers": prepare_workers,
+                "splits": _named(splits, _SPLITS, "data.splits"),
+            }
+            cache_dir = ensure_prepared(corpus)  # data=synthetic generates on first use
+        elif cache_dir is None:
+            raise ValueError(
+                "TUSZDataModule needs a prepared cache_dir, or a source (synthetic, tusz, bids) "
+                "to prepare: python train.py data=synthetic, or data=tusz data.root=PATH"
+            )
         self.cache_dir = Path(cache_dir)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.seed = seed
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.seed = int(seed)
         # Seconds stay seconds up to here; samples from here on.
         self.window_samples = round(window_s * SFREQ)
         self.train_stride_samples = round(train_stride_s * SFREQ)
@@ -224,10 +275,11 @@ class TUSZDataModule(L.LightningDataModule):
                 f"eval_stride_s={eval_stride_s} is longer than window_s={window_s}: evaluation "
                 "windows would leave samples uncovered; use a stride <= the window"
             )
-        self.full_per_partial = full_per_partial
-        self.background_per_partial = background_per_partial
-        self.hard_negative_share = hard_negative_share
-        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        draw = {k: float(v) for k, v in _named(sampling, _SAMPLING, "data.sampling").items()}
+        self.full_per_partial = draw["full_per_partial"]
+        self.background_per_partial = draw["background_per_partial"]
+        self.hard_negative_share = draw["hard_negative_share"]
+        self.splits = {k: str(v) for k, v in _named(splits, _SPLITS, "data.splits").items()}
         self._caches: dict[str, SplitCache] = {}
         self._train: tuple[WindowTable, np.ndarray] | None = None
         self._train_loader: TrainLoader | None = None
@@ -379,29 +431,3 @@ def _all_reduce_max(values: np.ndarray) -> np.ndarray:
     tensor = torch.from_numpy(values).to(device or "cpu")
     torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
     return tensor.cpu().numpy()
-
-
-def datamodule_from_config(data_cfg: Mapping[str, Any]) -> TUSZDataModule:
-    """Prepare the cache a ``conf/data/*.yaml`` config describes, then build the DataModule."""
-    from brain_go_brr.config import plain_dict
-    from brain_go_brr.data.prepare import ensure_prepared
-
-    cfg = plain_dict(data_cfg)
-    cache_dir = ensure_prepared(cfg)
-    return TUSZDataModule(
-        cache_dir,
-        batch_size=int(cfg["batch_size"]),
-        eval_batch_size=cfg.get("eval_batch_size"),
-        num_workers=int(cfg["num_workers"]),
-        pin_memory=bool(cfg["pin_memory"]),
-        seed=int(cfg["seed"]),
-        window_s=float(cfg["window_s"]),
-        train_stride_s=float(cfg["train_stride_s"]),
-        eval_stride_s=float(cfg["eval_stride_s"]),
-        full_per_partial=float(cfg["sampling"]["full_per_partial"]),
-        background_per_partial=float(cfg["sampling"]["background_per_partial"]),
-        hard_negative_share=float(cfg["sampling"]["hard_negative_share"]),
-        train_split=str(cfg["splits"]["train"]),
-        val_split=str(cfg["splits"]["val"]),
-        test_split=str(cfg["splits"]["test"]),
-    )

@@ -67,6 +67,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 from omegaconf import DictConfig
 from rich.console import Console
@@ -117,7 +118,7 @@ def _ckpt_source(ckpt_path: Path) -> dict[str, Any]:
 
 def predict_split(cfg: DictConfig, probs_root: Path) -> ProbCache:
     """Run ``cfg.ckpt_path`` over every record of ``cfg.split`` not yet in ``probs_root``."""
-    from brain_go_brr.data.datamodule import datamodule_from_config
+    from brain_go_brr.data.datamodule import TUSZDataModule
     from brain_go_brr.data.sampling import window_starts
 
     split = str(cfg.split)
@@ -133,7 +134,7 @@ def predict_split(cfg: DictConfig, probs_root: Path) -> ProbCache:
             f"ckpt_path={cfg.ckpt_path}: no such checkpoint; training writes "
             "runs/<run_name>/checkpoints/best.ckpt"
         )
-    datamodule = datamodule_from_config(cfg.data)
+    datamodule: TUSZDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     split_cache = datamodule.cache(split)  # a missing split raises, naming prepare
     if len(split_cache) == 0:
         raise ValueError(

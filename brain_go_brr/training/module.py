@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brain_go_brr.config import plain
 from brain_go_brr.post.postprocess import PostConfig
 from brain_go_brr.post.stitch import RecordAccumulator
 from brain_go_brr.scoring.metrics import FA_TARGETS, RecordTrack, fa_key, flatten, score_tracks
@@ -73,7 +74,23 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive training steps had a NaN or infinite loss."""
 
 
-def _plain_preprocess(values: dict[str, Any] | None) -> dict[str, Any]:
+def _as(kind: Any, value: Any) -> Any:
+    """``value`` as the dataclass ``kind``: itself, built from a (config) mapping, or the
+    defaults for ``None``; a key ``kind`` lacks is a ValueError naming it."""
+    if value is None:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    fields = plain(value)
+    if "betas" in fields:
+        fields["betas"] = tuple(fields["betas"])
+    try:
+        return kind(**fields)
+    except TypeError as exc:
+        raise ValueError(f"{kind.__name__}: {exc}; see its fields in {kind.__module__}") from None
+
+
+def _plain_preprocess(values: Mapping[str, Any] | None) -> dict[str, Any]:
     """The preprocessing settings as plain JSON-like values (tuples become lists)."""
     from brain_go_brr.data.preprocess import PreprocessConfig
 
@@ -86,13 +103,16 @@ class SeizureDetectorModule(L.LightningModule):
 
     Args:
         detector: ``(B, 19, T)`` float -> ``(B, T)`` logits (e.g. ``V3Detector``).
-        optim: AdamW and schedule settings.
+        optim: AdamW and schedule settings (an ``OptimConfig`` or its fields as a mapping).
         focal_alpha, focal_gamma: focal loss parameters.
-        post: post-processing used for validation events.
+        post: post-processing used for validation events (a ``PostConfig`` or a mapping).
         max_consecutive_nonfinite: this many non-finite losses in a row stop the run.
         n_example_traces: records plotted each validation epoch (those with seizures first).
         plots_dir: where validation PNGs go (``None``: no plots).
-        model_config: the detector's plain config, stored in checkpoints for evaluation.
+        model_config: the detector's config (``conf/model``), stored in checkpoints for
+            evaluation.
+        preprocess_config: the data's preprocessing (``data.preprocess``), stored in
+            checkpoints for inference on new recordings.
         hemisphere_flip: probability that a training window has its hemispheres swapped
             (:mod:`brain_go_brr.training.augment`); 0 turns it off.
         seed: seeds the augmentation draws (with the global step and the rank).
@@ -101,24 +121,25 @@ class SeizureDetectorModule(L.LightningModule):
     def __init__(
         self,
         detector: nn.Module,
-        optim: OptimConfig | None = None,
+        optim: OptimConfig | Mapping[str, Any] | None = None,
         focal_alpha: float = 0.5,
         focal_gamma: float = 2.0,
-        post: PostConfig | None = None,
+        post: PostConfig | Mapping[str, Any] | None = None,
         max_consecutive_nonfinite: int = 20,
         n_example_traces: int = 3,
         plots_dir: str | Path | None = None,
-        model_config: dict[str, Any] | None = None,
-        preprocess_config: dict[str, Any] | None = None,
+        model_config: Mapping[str, Any] | None = None,
+        preprocess_config: Mapping[str, Any] | None = None,
         hemisphere_flip: float = 0.0,
         seed: int = 0,
         bootstrap: int = 0,
     ) -> None:
         super().__init__()
         self.detector = detector
-        self.optim_cfg = optim or OptimConfig()
+        self.optim_cfg = _as(OptimConfig, optim)
         self.loss_fn = FocalLoss(focal_alpha, focal_gamma)
-        self.post_cfg = post or PostConfig()
+        self.post_cfg = _as(PostConfig, post)
+        model_config, preprocess_config = plain(model_config), plain(preprocess_config)
         self.max_consecutive_nonfinite = int(max_consecutive_nonfinite)
         self.n_example_traces = int(n_example_traces)
         self.plots_dir = Path(plots_dir) if plots_dir is not None else None

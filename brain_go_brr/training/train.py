@@ -1,8 +1,9 @@
 """``train(cfg) -> metrics``: everything ``python train.py`` does, callable from tests.
 
 The config is ``conf/train.yaml`` composed by Hydra. This is the only place (with
-``train.py``) that reads it: the detector is built by ``hydra.utils.instantiate`` from
-``cfg.model`` and handed to the LightningModule, which sees plain values only.
+``train.py``) that reads it: ``hydra.utils.instantiate`` builds the DataModule from
+``cfg.data``, the detector from ``cfg.model`` and the LightningModule from ``cfg.module``
+(handing it the detector), each from the class its group names; no key is mapped by hand.
 
 Run folder (``paths.output_dir``, by default ``runs/<run_name>``)::
 
@@ -34,14 +35,12 @@ from torch import nn
 from brain_go_brr.config import plain
 from brain_go_brr.inference import CheckpointMismatchError, load_detector
 from brain_go_brr.io import atomic_write_json, atomic_write_text
-from brain_go_brr.post.postprocess import PostConfig
 from brain_go_brr.training.callbacks import (
     AtomicCheckpointIO,
     HardNegativeMining,
     RandomStateCallback,
 )
 from brain_go_brr.training.module import SeizureDetectorModule
-from brain_go_brr.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     The returned dict holds every ``train/*`` and ``val/*`` number logged last (floats),
     plus ``best_ckpt_path`` and ``last_ckpt_path`` (strings, empty when not written).
     """
-    from brain_go_brr.data.datamodule import datamodule_from_config
     from brain_go_brr.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()
@@ -127,27 +125,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.hardware.get("matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.hardware.matmul_precision))
 
-    datamodule = datamodule_from_config(cfg.data)  # data=synthetic generates on first use
-
+    # The groups name their classes (_target_): data=synthetic generates on first use.
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     detector: nn.Module = hydra.utils.instantiate(cfg.model)
     summary = model_summary(detector)
     log.info("model %s\n%s", type(detector).__name__, summary)
     atomic_write_text(output_dir / "model_summary.txt", summary + "\n")
-    module = SeizureDetectorModule(
-        detector,
-        optim=OptimConfig(**plain(cfg.optim)),
-        focal_alpha=float(cfg.loss.alpha),
-        focal_gamma=float(cfg.loss.gamma),
-        post=PostConfig(**plain(cfg.post)),
-        max_consecutive_nonfinite=int(cfg.module.max_consecutive_nonfinite),
-        n_example_traces=int(cfg.module.n_example_traces),
-        plots_dir=output_dir / "plots" if cfg.module.plots else None,
-        model_config=plain(cfg.model),
-        preprocess_config=plain(cfg.data.get("preprocess")),
-        hemisphere_flip=float(cfg.module.hemisphere_flip),
-        bootstrap=int(cfg.module.get("bootstrap", 0) or 0),
-        seed=int(cfg.seed),
-    )
+    module: SeizureDetectorModule = hydra.utils.instantiate(cfg.module, detector=detector)
 
     loggers = build_loggers(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(
