@@ -33,7 +33,7 @@ RUN python -m pip install --index-url https://download.pytorch.org/whl/cpu "${TO
 COPY pyproject.toml README.md constraints.txt ./
 COPY conf ./conf
 COPY brain_go_brr ./brain_go_brr
-RUN python -m pip install -c constraints.txt -e .
+RUN python -m pip install -c constraints.txt -e ".[accel]"
 
 # The model and its operating point, from the build arguments.
 ARG CHECKPOINT

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,docs]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[accel,dev,bench,docs]"
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project with dev extras

@@ -7,12 +7,13 @@ section of BENCHMARKS.md:
    SSD scan's ``einsum``/``@`` reach the counter as ``bmm``, so they are included;
    element-wise work and ``eigh`` are not counted), live parameters per stage.
 2. A float32 matmul (2048 x 2048) in the same run: the machine's reachable GFLOP/s.
-3. Inference at batch 2 (``eval``, no grad): v3 float32 (Mamba2 on the compiled CPU
-   kernels that ``mamba_backend=auto`` picks), v3 with bf16 autocast (and the largest
-   difference of its probabilities from float32's), v3 float32 on the chunked SSD scan
-   (``mamba_backend=torch``, same weights), and SeizureTransformer when a
-   local copy of its ``architecture.py`` is given (``--seizure-transformer PATH``; never
-   committed). Contenders are interleaved round by round so a busy machine slows them alike.
+3. Inference at batch 2 (``eval``, no grad), all with the same weights: v3 as inference runs
+   it (plain model + ``brain_go_brr.accel.accelerate()``) in float32 and bf16 autocast (and
+   the largest difference of its probabilities from float32's), the plain model eager and
+   under ``torch.compile`` (inductor), each accel kernel left out or its part compiled by
+   inductor instead (the kernel table), and SeizureTransformer when a local copy of its
+   ``architecture.py`` is given (``--seizure-transformer PATH``; never committed).
+   Contenders are interleaved round by round so a busy machine slows them alike.
 4. Training step (forward + backward) at batch 4: keeping every Mamba2 activation, the
    default (Mamba2 blocks recompute their internals in backward), and activation
    checkpointing. Windows/s (second step) and peak memory per window, two ways: the peak of
@@ -45,11 +46,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from brain_go_brr.models import V3Config, V3Detector, cpu_linear, mamba2
+from brain_go_brr import accel
+from brain_go_brr.models import V3Config, V3Detector
 from brain_go_brr.models.edge_stream import pairs_to_dense, topk_adjacency
 from brain_go_brr.models.info import dead_parameters, stage_flops, stage_parameters
 from brain_go_brr.models.laplacian_pe import LaplacianPE
-from brain_go_brr.models.mamba2 import _cpu_kernels
 from brain_go_brr.runtime import tune_cpu_allocator
 
 WINDOW = 15360  # 60 s at 256 Hz
@@ -199,47 +200,63 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
 
     progress()
 
-    # 2-3. Inference at batch 2
+    # 2-3. Inference at batch 2: the accelerated model, the plain one, torch.compile, kernels
     reference = matmul_gflops(repeats)
     x = torch.randn(2, 19, WINDOW, generator=torch.Generator().manual_seed(1))
+    state = v3.state_dict()
 
-    def infer(
-        model: nn.Module, bf16: bool, onednn: bool = True, llvm_scan: bool = True
-    ) -> Callable[[], torch.Tensor]:
+    def variant(kernels: tuple[str, ...] = (), inductor: tuple[str, ...] = ()) -> nn.Module:
+        """v3 with these accel kernels, and these submodules compiled by inductor."""
+        model = V3Detector(V3Config()).eval()
+        model.load_state_dict(state, strict=True)
+        accel.accelerate(model, enabled=bool(kernels), kernels=kernels or accel.KERNELS)
+        for name in inductor:
+            model.get_submodule(name).compile()
+        return model
+
+    def infer(model: Callable[..., torch.Tensor], bf16: bool) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:
-            cpu_linear.ENABLED = onednn
-            mamba2.LLVM_SCAN = llvm_scan
-            try:
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    out: torch.Tensor = model(x)
-            finally:
-                cpu_linear.ENABLED = True
-                mamba2.LLVM_SCAN = True
-            return out
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return model(x)
 
         return call
 
-    # The same weights on the chunked SSD scan (backend "torch"): the pure-PyTorch path that
-    # training uses, beside the compiled CPU kernels that "auto" picks for inference here.
-    chunked = V3Detector(V3Config(mamba_backend="torch")).eval()
-    chunked.load_state_dict(v3.state_dict(), strict=True)
-    compiled_ok = _cpu_kernels() is not None
+    every = accel.KERNELS
+    without = {k: tuple(c for c in every if c != k) for k in every}
+    mamba_kernels = ("mamba", "llvm_scan", "onednn")
+    fast = variant(every)
+    plain = variant()
     contenders = {
-        "v3 float32": infer(v3, False),
-        "v3 bf16 autocast": infer(v3, True),
-        "v3 float32, chunked scan (backend=torch)": infer(chunked, False),
-        "v3 float32, projections on F.linear (BGB_ONEDNN_LINEAR=0)": infer(v3, False, False),
-        "v3 bf16 autocast, numba scan (BGB_LLVM_SCAN=0)": infer(v3, True, llvm_scan=False),
+        "v3 float32": infer(fast, False),
+        "v3 bf16 autocast": infer(fast, True),
+        "v3 float32, plain PyTorch (BGB_ACCEL=0)": infer(plain, False),
+        "v3 float32, plain, torch.compile (inductor)": infer(torch.compile(plain), False),
+        "v3 bf16 autocast, plain, torch.compile (inductor)": infer(torch.compile(plain), True),
+        "v3 float32, Mamba2 stacks by inductor (graph kernel kept)": infer(
+            variant(("graph",), ("node_stream", "edge_stream.mamba")), False
+        ),
+        "v3 float32, graph network by inductor (Mamba2 kernels kept)": infer(
+            variant(mamba_kernels, ("gnn",)), False
+        ),
+        "v3 float32, without the llvm_scan kernel (numba scan)": infer(
+            variant(without["llvm_scan"]), False
+        ),
+        "v3 bf16 autocast, without the llvm_scan kernel (numba scan)": infer(
+            variant(without["llvm_scan"]), True
+        ),
+        "v3 float32, without the onednn kernel (F.linear)": infer(
+            variant(without["onednn"]), False
+        ),
     }
     if other is not None:
         contenders["SeizureTransformer float32"] = infer(other, False)
         contenders["SeizureTransformer bf16 autocast"] = infer(other, True)
+    print(f"timing {len(contenders)} contenders (torch.compile compiles on first call)", flush=True)
     times = _interleaved(contenders, repeats)
-    prob32 = infer(v3, False)().sigmoid()
-    paths_diff = (infer(chunked, False)().sigmoid() - prob32).abs().max().item()
-    # bf16 against float32 over BF16_CHECK_BATCHES batches (the first is the timed one):
-    # rounding to bfloat16 moves the probabilities differently from input to input
-    bf16_diffs = []
+    # probabilities: accelerated and compiled against the plain model, bf16 against float32,
+    # over BF16_CHECK_BATCHES batches (the first is the timed one)
+    diffs: dict[str, list[float]] = {"accel": [], "inductor": [], "bf16": []}
+    compiled_plain = torch.compile(plain)
     for batch in range(BF16_CHECK_BATCHES):
         x_check = (
             x
@@ -247,11 +264,15 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
             else torch.randn(2, 19, WINDOW, generator=torch.Generator().manual_seed(1 + batch))
         )
         with torch.no_grad():
-            p32 = v3(x_check).sigmoid()
+            p_plain = plain(x_check).sigmoid()
+            p32 = fast(x_check).sigmoid()
+            p_inductor = compiled_plain(x_check).sigmoid()
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                p16 = v3(x_check).float().sigmoid()
-        bf16_diffs.append((p16 - p32).abs().max().item())
-    bf16_diff = max(bf16_diffs)
+                p16 = fast(x_check).float().sigmoid()
+        diffs["accel"].append((p32 - p_plain).abs().max().item())
+        diffs["inductor"].append((p_inductor - p_plain).abs().max().item())
+        diffs["bf16"].append((p16 - p32).abs().max().item())
+    bf16_diff = max(diffs["bf16"])
     total_flops = {"v3": flops["total"]}
     if other is not None:
         total_flops["SeizureTransformer"] = stage_flops(other, n_samples=WINDOW)["total"]
@@ -264,45 +285,79 @@ def run(seizure_transformer: Path | None, repeats: int, skip_mamba: bool, note: 
         "| model | windows/s (median) | windows/s (best) | achieved GFLOP/s (best) | of matmul |",
         "|---|---:|---:|---:|---:|",
     ]
-    v3_median = statistics.median(times["v3 float32"])
+    median = {name: statistics.median(values) for name, values in times.items()}
+    v3_median = median["v3 float32"]
     for name, values in times.items():
-        median, best = _median_best(values)
+        med, best = _median_best(values)
         model_flops = total_flops[name.split()[0]]
         achieved = 2 * model_flops / best / 1e9
         lines.append(
-            f"| {name} | {2 / median:.2f} | {2 / best:.2f} | {achieved:.1f} | {achieved / reference:.0%} |"
+            f"| {name} | {2 / med:.2f} | {2 / best:.2f} | {achieved:.1f} | {achieved / reference:.0%} |"
         )
+
+    def per_batch(key: str) -> str:
+        return ", ".join(f"{d:.1e}" for d in diffs[key])
+
     lines += [
         "",
+        "`v3 float32` and `v3 bf16 autocast` are the model as `detect`, `szcore` and "
+        "`evaluate.py` run it: built plain, then `brain_go_brr.accel.accelerate()` "
+        f"(kernels in effect: {', '.join(accel.applied(fast)) or 'none (numba missing)'}). "
+        "Rows `without` one kernel apply the others; rows `by inductor` compile that part of "
+        "the plain model with `torch.compile` (inductor, CPU) and keep the other kernels.",
         f"v3 bf16 autocast vs float32: max |probability difference| = {bf16_diff:.2e} over "
         f"{2 * BF16_CHECK_BATCHES} windows ({BF16_CHECK_BATCHES} batches of random input; per "
-        f"batch {', '.join(f'{d:.1e}' for d in bf16_diffs)}) "
-        "(target <= 1e-2; the TCN and the decoder stay float32, `model.autocast_float32`). "
-        "Float32 projections go through oneDNN (`brain_go_brr/models/cpu_linear.py`) except "
-        "in the `F.linear` row (ATen's BLAS path). "
-        "Compiled CPU kernels vs chunked scan, float32: max |probability difference| = "
-        f"{paths_diff:.2e}. Mamba2 path of `v3 float32`: "
-        + (
-            "compiled CPU kernels (`mamba_backend=auto`): the convolution, scan, gate and "
-            "norm in one LLVM vector kernel (`models/cpu_scan.py`), the rest in numba; the "
-            "`numba scan` row runs the scan in numba instead (`BGB_LLVM_SCAN=0`)."
-            if compiled_ok
-            else "chunked scan (numba does not import here)."
-        ),
+        f"batch {per_batch('bf16')}) "
+        "(target <= 1e-2; the TCN and the decoder stay float32, `model.autocast_float32`).",
+        f"Accelerated vs plain, float32: max |probability difference| per batch {per_batch('accel')}; "
+        f"torch.compile vs plain: {per_batch('inductor')}. Differences above float32 rounding "
+        "come from the edge stream's top-k: this untrained model has near-tied neighbour "
+        "weights, and a rounding difference in a product flips which neighbour is kept.",
         f"A 24 h recording is 1440 windows of 60 s (no overlap): {1440 / (2 / v3_median) / 60:.1f} "
         "min at the v3 float32 median. Targets: v3 float32 >= 2 windows/s; bf16 as fast as "
         "SeizureTransformer (4.0 windows/s at batch 2 on the machine of the issue; compare "
         "the SeizureTransformer rows of this run).",
     ]
-
     if other is not None:
-        ratio = statistics.median(times["SeizureTransformer float32"]) / statistics.median(
-            times["v3 bf16 autocast"]
-        )
+        ratio = median["SeizureTransformer float32"] / median["v3 bf16 autocast"]
         lines.append(
             f"v3 bf16 autocast against SeizureTransformer float32 in this run (medians): "
-            f"{ratio:.2f}x its speed."
+            f"{ratio:.2f}x its speed (target >= 1.25x)."
         )
+
+    # each kernel against what replaces it, in the same run (keep a kernel only at >= 1.2x)
+    kernel_rows = [
+        ("mamba (with llvm_scan and onednn)", "v3 float32",
+         "v3 float32, Mamba2 stacks by inductor (graph kernel kept)", "the stacks by inductor"),
+        ("graph", "v3 float32",
+         "v3 float32, graph network by inductor (Mamba2 kernels kept)", "the GNN by inductor"),
+        ("llvm_scan, float32", "v3 float32",
+         "v3 float32, without the llvm_scan kernel (numba scan)", "numba's scan"),
+        ("llvm_scan, bf16", "v3 bf16 autocast",
+         "v3 bf16 autocast, without the llvm_scan kernel (numba scan)", "numba's scan"),
+        ("onednn", "v3 float32", "v3 float32, without the onednn kernel (F.linear)", "F.linear"),
+        ("all (the whole model)", "v3 float32", "v3 float32, plain, torch.compile (inductor)",
+         "torch.compile of the plain model"),
+        ("all, bf16", "v3 bf16 autocast", "v3 bf16 autocast, plain, torch.compile (inductor)",
+         "torch.compile of the plain model"),
+    ]  # fmt: skip
+    lines += [
+        "",
+        "### CPU kernels (brain_go_brr.accel) against torch.compile, v3 inference, batch 2",
+        "",
+        "| kernel | with it (windows/s) | instead | without it (windows/s) | speed-up |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for kernel, with_it, without_it, instead in kernel_rows:
+        lines.append(
+            f"| {kernel} | {2 / median[with_it]:.2f} | {instead} | "
+            f"{2 / median[without_it]:.2f} | {median[without_it] / median[with_it]:.2f}x |"
+        )
+    lines += [
+        "",
+        "Medians of the rows above. A kernel stays in `brain_go_brr/accel` where its speed-up "
+        "over what would run instead is >= 1.2x (docs/model.md says which stayed).",
+    ]
 
     progress()
 

@@ -94,8 +94,12 @@ def check_mamba2(quick: bool) -> list[Row]:
                  f"rel. error vs float64: forward {fwd:.1e}, gradients {grads:.1e}"))  # fmt: skip
 
     torch.manual_seed(0)
-    cpu_block = m2.Mamba2(64, d_state=16, headdim=8, chunk_size=64, backend="torch")
-    gpu_block = m2.Mamba2(64, d_state=16, headdim=8, chunk_size=64, backend="torch").cuda()
+    cpu_block = m2.Mamba2(
+        64, m2.Mamba2Config(d_state=16, headdim=8, chunk_size=64, backend="torch")
+    )
+    gpu_block = m2.Mamba2(
+        64, m2.Mamba2Config(d_state=16, headdim=8, chunk_size=64, backend="torch")
+    ).cuda()
     gpu_block.load_state_dict(cpu_block.state_dict())
     u = torch.randn(4, 300, 64, generator=g)
     y_cpu = cpu_block(u)
@@ -116,7 +120,9 @@ def check_mamba2(quick: bool) -> list[Row]:
             ("mamba_ssm kernel", "skipped", "mamba_ssm does not import (pip install .[gpu])")
         )
     else:
-        kernel = m2.Mamba2(64, d_state=16, headdim=8, chunk_size=64, backend="cuda").cuda()
+        kernel = m2.Mamba2(
+            64, m2.Mamba2Config(d_state=16, headdim=8, chunk_size=64, backend="cuda")
+        ).cuda()
         kernel.load_state_dict(cpu_block.state_dict())
         y_kernel = kernel(u.cuda())
         err = rel_err(y_kernel.detach().cpu(), y_cpu.detach())

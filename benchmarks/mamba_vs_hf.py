@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from brain_go_brr.models import mamba2
-from brain_go_brr.models.mamba2 import Mamba2, _cpu_kernels
+from brain_go_brr import accel
+from brain_go_brr.accel import mamba as accel_mamba
+from brain_go_brr.models.mamba2 import Mamba2, Mamba2Config
 from brain_go_brr.models.ssd import ssd_scan_reference
 
 # Nothing may be fetched at run time (the kernel hub included).
@@ -64,20 +65,17 @@ def build_hf_mixer(
     return Mamba2Mixer(config, layer_idx=0)
 
 
-class _WithoutLLVMScan(nn.Module):
-    """A compiled block run with the numba scan instead of the LLVM kernel."""
+class _Compiled(nn.Module):
+    """One block on the compiled CPU inference path of ``brain_go_brr.accel`` (what an
+    accelerated stack runs per direction), with the given kernels."""
 
-    def __init__(self, block: nn.Module) -> None:
+    def __init__(self, block: Mamba2, kernels: tuple[str, ...]) -> None:
         super().__init__()
-        self.block = block
+        self.block, self.kernels = block, frozenset(kernels)
 
     def forward(self, u: Tensor) -> Tensor:
-        mamba2.LLVM_SCAN = False
-        try:
-            out: Tensor = self.block(u)
-        finally:
-            mamba2.LLVM_SCAN = True
-        return out
+        mixed = accel_mamba.mix(self.block, u, False, self.kernels)
+        return torch.nn.functional.linear(mixed, self.block.out_proj.weight)
 
 
 class _SequentialScanMamba2(Mamba2):
@@ -150,17 +148,22 @@ def run(
     ours = {
         q: Mamba2(
             d_model,
-            d_state=d_state,
-            headdim=headdim,
-            expand=expand,
-            chunk_size=q,
-            backend="torch",
-            recompute=False,  # keeps its activations for backward, as HF's mixer does
+            Mamba2Config(
+                d_state=d_state,
+                headdim=headdim,
+                expand=expand,
+                chunk_size=q,
+                backend="torch",
+                recompute=False,
+            ),
         ).to(dev)
         for q in chunk_sizes
     }
     recomputing = Mamba2(
-        d_model, d_state=d_state, headdim=headdim, expand=expand, chunk_size=32, backend="torch"
+        d_model,
+        Mamba2Config(
+            d_state=d_state, headdim=headdim, expand=expand, chunk_size=32, backend="torch"
+        ),
     ).to(dev)
     reference = next(iter(ours.values()))
     for block in [*ours.values(), recomputing]:
@@ -168,13 +171,15 @@ def run(
     hf = build_hf_mixer(d_model, d_state, headdim, expand, chunk_size=64).to(dev)
     hf.load_state_dict(reference.state_dict(), strict=True)
     sequential = _SequentialScanMamba2(
-        d_model, d_state=d_state, headdim=headdim, expand=expand, backend="torch", recompute=False
+        d_model,
+        Mamba2Config(
+            d_state=d_state, headdim=headdim, expand=expand, backend="torch", recompute=False
+        ),
     ).to(dev)
     sequential.load_state_dict(reference.state_dict(), strict=True)
     compiled: nn.Module | None = None
-    if dev.type == "cpu" and _cpu_kernels() is not None:
-        compiled = Mamba2(d_model, d_state=d_state, headdim=headdim, expand=expand, backend="numba")
-        compiled.load_state_dict(reference.state_dict(), strict=True)
+    if dev.type == "cpu" and accel.available():
+        compiled = _Compiled(reference, accel.KERNELS)
 
     u = torch.randn(batch, length, d_model, device=dev)
     u_grad = u.clone().requires_grad_(True)
@@ -184,8 +189,8 @@ def run(
     numba_scan: nn.Module | None = None
     if compiled is not None:
         contenders["ours, compiled CPU kernels (inference only)"] = compiled
-        numba_scan = _WithoutLLVMScan(compiled)
-        contenders["ours, compiled, numba scan (BGB_LLVM_SCAN=0)"] = numba_scan
+        numba_scan = _Compiled(reference, ("mamba", "onednn"))
+        contenders["ours, compiled, numba scan (no llvm_scan)"] = numba_scan
     contenders["ours around the sequential float64 scan"] = sequential
     # forward only: the float64 loop is too slow to train, the compiled kernels have no backward
     no_backward = {id(compiled), id(numba_scan)} | (
@@ -266,11 +271,11 @@ def run(
             if diff_compiled is not None
             else "."
         ),
-        'The compiled CPU kernels (`backend="numba"`, what `auto` picks for CPU inference) '
-        "run the recurrence step by step, the convolution, scan, gate and norm in one LLVM "
-        "vector kernel with the state in registers (`models/cpu_scan.py`), the pre-norm and "
-        "dt in numba; they have no backward (training runs the chunked scan), hence no "
-        "forward+backward entry.",
+        "The compiled CPU kernels (`brain_go_brr.accel`, what `accelerate()` gives CPU "
+        "inference) run the recurrence step by step, the convolution, scan, gate and norm in "
+        "one LLVM vector kernel with the state in registers (`accel/scan.py`), the "
+        "projections through oneDNN; they have no backward (training runs the chunked scan), "
+        "hence no forward+backward entry.",
         "Speed-ups are ratios of medians measured in this run; on a shared machine the absolute "
         "times move with the load, the ratios much less.",
         "The chunk rows keep their activations for backward (`recompute=False`), as HF's mixer "

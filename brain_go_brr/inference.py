@@ -5,6 +5,8 @@
    it, with the preprocessing and post-processing the training run used. An unreadable or
    foreign file raises :class:`CheckpointError`, a model that does not fit
    :class:`CheckpointMismatchError` naming the missing, unexpected and mis-shaped keys.
+   The detector comes with the CPU inference kernels applied
+   (:func:`brain_go_brr.accel.accelerate`; ``BGB_ACCEL=0`` or ``accelerate=False``: plain).
 2. :func:`device_and_autocast` turns ``auto | cpu | cuda`` and a Lightning precision
    (``32-true``, ``bf16-mixed``, ...) into a device and an autocast dtype;
    :func:`preset_precision` gives the precision of the hardware preset of a device.
@@ -93,14 +95,20 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    ckpt_path: str | Path, model_cfg: Mapping[str, Any] | None = None
+    ckpt_path: str | Path,
+    model_cfg: Mapping[str, Any] | None = None,
+    accelerate: bool | None = None,
 ) -> LoadedCheckpoint:
     """The detector of a training checkpoint (see the module docstring).
 
     ``model_cfg`` is a ``conf/model/*.yaml`` config (with ``_target_``); ``None`` uses the
-    model config stored in the checkpoint.
+    model config stored in the checkpoint. ``accelerate``: apply the CPU inference kernels
+    (:func:`brain_go_brr.accel.accelerate`); ``None`` follows its ``BGB_ACCEL`` switch (on
+    by default), ``False`` returns the plain model.
     """
     import hydra
+
+    from brain_go_brr import accel
 
     path = Path(ckpt_path)
     checkpoint = _read(path)
@@ -151,7 +159,7 @@ def load_checkpoint(
     post = PostConfig(**{k: v for k, v in post_values.items() if k in known})
     return LoadedCheckpoint(
         path=path,
-        detector=detector.eval(),
+        detector=accel.accelerate(detector.eval(), enabled=accelerate),
         model_config=dict(plain(model_cfg)),
         preprocess=preprocess,
         post=post,
@@ -181,9 +189,13 @@ def save_checkpoint(
         torch.save({"state_dict": state, "hyper_parameters": hparams}, fh)
 
 
-def load_detector(ckpt_path: str | Path, model_cfg: Mapping[str, Any] | None = None) -> nn.Module:
+def load_detector(
+    ckpt_path: str | Path,
+    model_cfg: Mapping[str, Any] | None = None,
+    accelerate: bool | None = None,
+) -> nn.Module:
     """Only the detector of :func:`load_checkpoint` (eval mode, on the CPU)."""
-    return load_checkpoint(ckpt_path, model_cfg).detector
+    return load_checkpoint(ckpt_path, model_cfg, accelerate).detector
 
 
 # ----------------------------------------------------------------------------- device

@@ -6,15 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brain_go_brr.data.channels import PAIRS
-from brain_go_brr.models.edge_stream import pair_cosine, pairs_to_dense, topk_adjacency
-from brain_go_brr.models.gnn import (
-    GraphNetwork,
-    dense_to_edge_index,
+from brain_go_brr import accel
+from brain_go_brr.accel.graph import (
     dense_to_sparse_adj_t,
     normalized_sparse_adj_t,
     sparse_propagation_matches,
 )
+from brain_go_brr.data.channels import PAIRS
+from brain_go_brr.models.edge_stream import pair_cosine, pairs_to_dense, topk_adjacency
+from brain_go_brr.models.gnn import GraphNetwork, dense_to_edge_index
+from brain_go_brr.models.mamba2 import Mamba2Config
 
 
 def test_pair_cosine_follows_the_channels_pairs_order() -> None:
@@ -110,11 +111,15 @@ def _dense_ssg(layer: torch.nn.Module, x: torch.Tensor, adjacency: torch.Tensor)
     return layer.lin(out).reshape(-1, layer.lin.out_channels)
 
 
-@pytest.mark.parametrize("grad", [True, False], ids=["edge_index", "sparse_inference"])
-def test_graph_network_equals_dense_matrix_propagation(grad: bool) -> None:
-    """Both propagation paths: edge list (autograd on) and sparse CSR (CPU inference)."""
+@pytest.mark.parametrize(
+    ("grad", "fast"), [(True, False), (False, False), (True, True), (False, True)],
+    ids=["plain-train", "plain-infer", "accel-train", "accel-infer"],
+)  # fmt: skip
+def test_graph_network_equals_dense_matrix_propagation(grad: bool, fast: bool) -> None:
+    """Every path: the plain edge list, and the accelerated network (sparse CSR in CPU
+    inference, the edge list when gradients are on)."""
     torch.manual_seed(3)
-    gnn = GraphNetwork(d_model=6, pe_dim=3, alpha=0.05, hops=2)
+    gnn = accel.accelerate(GraphNetwork(d_model=6, pe_dim=3, alpha=0.05, hops=2), enabled=fast)
     adjacency = torch.zeros(1, 2, 4, 4)
     adjacency[0, 0, 0, 1] = adjacency[0, 0, 1, 0] = 0.5  # step 0: path 0-1-2, node 3 isolated
     adjacency[0, 0, 1, 2] = adjacency[0, 0, 2, 1] = 2.0
@@ -184,9 +189,8 @@ def test_sparse_inference_matches_the_edge_list_on_directed_graphs_and_under_aut
     assert sparse_propagation_matches(adjacency)
     nodes, pe = torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 4)
     with torch.no_grad():
-        gnn.sparse_inference = False
         expected = gnn(nodes, pe, adjacency)
-        gnn.sparse_inference = True
+        accel.accelerate(gnn, kernels=["graph"])
         torch.testing.assert_close(gnn(nodes, pe, adjacency), expected, atol=1e-6, rtol=1e-5)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             mixed = gnn(nodes, pe, adjacency)  # propagated in float32 (no bf16 CSR product)
@@ -198,7 +202,9 @@ def test_edge_time_pool_holds_the_adjacency_within_blocks() -> None:
     from brain_go_brr.models.edge_stream import EdgeStream
 
     torch.manual_seed(4)
-    stream = EdgeStream(d_model=4, n_layers=1, d_state=4, headdim=4, time_pool=4)
+    stream = EdgeStream(
+        d_model=4, n_layers=1, mamba=Mamba2Config(d_state=4, headdim=4), time_pool=4
+    )
     nodes = torch.randn(1, 19, 10, 6)  # 10 steps: blocks 0-3, 4-7 and a padded 8-9
     adjacency = stream(nodes)
     assert adjacency.shape == (1, 10, 19, 19)
@@ -214,7 +220,7 @@ def test_pair_weights_are_float32_under_bfloat16_autocast() -> None:
     from brain_go_brr.models.edge_stream import EdgeStream
 
     torch.manual_seed(5)
-    stream = EdgeStream(d_model=4, n_layers=1, d_state=4, headdim=4).eval()
+    stream = EdgeStream(d_model=4, n_layers=1, mamba=Mamba2Config(d_state=4, headdim=4)).eval()
     seen: list[tuple[torch.dtype, torch.dtype]] = []
     stream.out.register_forward_hook(lambda m, args, out: seen.append((args[0].dtype, out.dtype)))
     nodes = torch.randn(1, 19, 12, 6)

@@ -19,12 +19,13 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("io", "paths", "config", "runtime", "hardware", "annotations"), 0),
     "data": 1,
     "models": 2,
-    "post": 3,
-    "scoring": 4,
-    "inference": 5,
-    "evaluation": 6,
-    "training": 6,
-    **dict.fromkeys(("detect", "szcore", "demo", "cli"), 7),
+    "accel": 3,
+    "post": 4,
+    "scoring": 5,
+    "inference": 6,
+    "evaluation": 7,
+    "training": 7,
+    **dict.fromkeys(("detect", "szcore", "demo", "cli"), 8),
 }
 #: Same-layer imports allowed across units (the rest of a layer never imports its peers).
 LATERAL: set[tuple[str, str]] = {
@@ -43,7 +44,10 @@ def _unit(module: str) -> str:
 def _imports(path: Path) -> list[tuple[str, int]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.module == "brain_go_brr":
+            # from brain_go_brr import accel: the names are the modules imported
+            out.extend((f"brain_go_brr.{alias.name}", node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.append((node.module, node.lineno))
         elif isinstance(node, ast.Import):
             out.extend((alias.name, node.lineno) for alias in node.names)
@@ -81,3 +85,15 @@ def test_scoring_needs_no_torch(path: Path) -> None:
     heavy = {"torch", "lightning", "hydra", "omegaconf"}
     for module, line in _imports(path):
         assert module.split(".")[0] not in heavy, f"{path.name}:{line} imports {module}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "models").glob("*.py")), ids=lambda p: p.name)
+def test_models_are_plain_pytorch(path: Path) -> None:
+    """The model holds no kernel code: no compiler imports, no private torch ops (the CPU
+    kernels live in brain_go_brr/accel, applied from outside)."""
+    compilers = {"numba", "llvmlite", "ctypes", "cffi"}
+    for module, line in _imports(path):
+        assert module.split(".")[0] not in compilers, f"{path.name}:{line} imports {module}"
+    source = path.read_text()
+    assert "torch.ops." not in source, f"{path.name} calls a torch.ops operator"
+    assert "mkldnn" not in source, f"{path.name} reaches oneDNN directly"

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from brain_go_brr.models import mamba2 as mamba2_module
-from brain_go_brr.models.mamba2 import BiMamba2, BiMamba2Stack, Mamba2
+from brain_go_brr.models.mamba2 import BiMamba2, BiMamba2Stack, Mamba2, Mamba2Config
 from brain_go_brr.models.ssd import ssd_scan, ssd_scan_reference
 
 LENGTHS = [1, 7, 64, 100, 257]
@@ -158,7 +156,9 @@ def mamba2_block_reference(block: Mamba2, u: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("ngroups", [1, 2])
 def test_mamba2_block_matches_step_by_step_reference(ngroups: int) -> None:
     torch.manual_seed(0)
-    block = Mamba2(16, d_state=8, headdim=4, ngroups=ngroups, chunk_size=16, backend="torch")
+    block = Mamba2(
+        16, Mamba2Config(d_state=8, headdim=4, ngroups=ngroups, chunk_size=16, backend="torch")
+    )
     u = torch.randn(2, 37, 16)
     assert rel_err(block(u), mamba2_block_reference(block, u)) < 1e-5
 
@@ -170,11 +170,11 @@ def test_state_dict_loads_into_hugging_face_mamba2mixer_with_same_outputs() -> N
     modeling = pytest.importorskip(
         "transformers.models.mamba2.modeling_mamba2", reason="transformers is in the bench extra"
     )
-    from transformers import Mamba2Config
+    from transformers import Mamba2Config as HFMamba2Config
 
     torch.manual_seed(0)
-    ours = Mamba2(32, d_state=8, headdim=8, ngroups=2, chunk_size=16, backend="torch")
-    config = Mamba2Config(
+    ours = Mamba2(32, Mamba2Config(d_state=8, headdim=8, ngroups=2, chunk_size=16, backend="torch"))
+    config = HFMamba2Config(
         hidden_size=32, state_size=8, head_dim=8, expand=2, num_heads=8, n_groups=2,
         conv_kernel=4, chunk_size=16, use_bias=False, use_conv_bias=True, num_hidden_layers=1,
         layer_norm_epsilon=1e-5,
@@ -188,7 +188,7 @@ def test_state_dict_loads_into_hugging_face_mamba2mixer_with_same_outputs() -> N
 
 def test_init_matches_mamba2_ranges() -> None:
     torch.manual_seed(0)
-    block = Mamba2(64, headdim=8, dt_min=0.001, dt_max=0.1)
+    block = Mamba2(64, Mamba2Config(headdim=8), dt_min=0.001, dt_max=0.1)
     dt = F.softplus(block.dt_bias)
     A = torch.exp(block.A_log)
     assert dt.min() >= 0.001 * (1 - 1e-5) and dt.max() <= 0.1 * (1 + 1e-5)
@@ -201,7 +201,7 @@ def test_init_matches_mamba2_ranges() -> None:
 def test_parameter_names_and_shapes_match_mamba_ssm() -> None:
     # mamba_ssm.Mamba2(d_model=64, d_state=16, d_conv=4, expand=2, headdim=8, ngroups=1):
     # d_inner 128, nheads 16, conv_dim 128 + 2*16 = 160, in_proj 2*128 + 2*16 + 16 = 304.
-    block = Mamba2(64, d_state=16, d_conv=4, expand=2, headdim=8, ngroups=1)
+    block = Mamba2(64, Mamba2Config(d_state=16, d_conv=4, expand=2, headdim=8, ngroups=1))
     shapes = {name: tuple(t.shape) for name, t in block.state_dict().items()}
     assert shapes == {
         "in_proj.weight": (304, 64),
@@ -218,13 +218,13 @@ def test_parameter_names_and_shapes_match_mamba_ssm() -> None:
 
 def test_state_dict_round_trip_is_strict() -> None:
     torch.manual_seed(0)
-    stack = BiMamba2Stack(16, n_layers=2, d_state=8, headdim=4, chunk_size=16)
+    stack = BiMamba2Stack(16, 2, Mamba2Config(d_state=8, headdim=4, chunk_size=16))
     assert list(stack.buffers()) == []
     state = stack.state_dict()
     assert set(state) == {name for name, _ in stack.named_parameters()}
 
     torch.manual_seed(1)
-    other = BiMamba2Stack(16, n_layers=2, d_state=8, headdim=4, chunk_size=16)
+    other = BiMamba2Stack(16, 2, Mamba2Config(d_state=8, headdim=4, chunk_size=16))
     u = torch.randn(2, 40, 16)
     assert not torch.allclose(other(u), stack(u))
     other.load_state_dict(state, strict=True)
@@ -244,14 +244,14 @@ def test_forward_block_is_causal_and_bidirectional_layer_sees_the_future() -> No
     t = 30
     u, bumped = _bumped_at(t)
 
-    causal = Mamba2(16, d_state=8, headdim=4, chunk_size=16)
+    causal = Mamba2(16, Mamba2Config(d_state=8, headdim=4, chunk_size=16))
     delta = (causal(bumped) - causal(u)).abs().amax(dim=(0, 2))  # (L,)
     assert delta[:t].max() == 0.0
     assert delta[t:].min() > 0.0
 
     for module in (
-        BiMamba2(16, d_state=8, headdim=4, chunk_size=16),
-        BiMamba2Stack(16, 2, 8, headdim=4, chunk_size=16),
+        BiMamba2(16, Mamba2Config(d_state=8, headdim=4, chunk_size=16)),
+        BiMamba2Stack(16, 2, Mamba2Config(d_state=8, headdim=4, chunk_size=16)),
     ):
         delta = (module(bumped) - module(u)).abs().amax(dim=(0, 2))
         assert delta[:t].min() > 0.0  # every earlier step hears about the change
@@ -261,7 +261,7 @@ def test_forward_block_is_causal_and_bidirectional_layer_sees_the_future() -> No
 @pytest.mark.parametrize("case", ["zeros", "large", "spikes", "batch_of_1"])
 def test_outputs_and_gradients_are_finite(case: str) -> None:
     torch.manual_seed(0)
-    stack = BiMamba2Stack(16, n_layers=2, d_state=8, headdim=4, chunk_size=16)
+    stack = BiMamba2Stack(16, 2, Mamba2Config(d_state=8, headdim=4, chunk_size=16))
     u = {
         "zeros": torch.zeros(2, 70, 16),
         "large": torch.full((2, 70, 16), 1e4),
@@ -279,11 +279,11 @@ def test_outputs_and_gradients_are_finite(case: str) -> None:
 
 def test_backend_choice_is_validated_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(ValueError, match="backend 'triton' is not one of"):
-        Mamba2(16, backend="triton")
+        Mamba2(16, Mamba2Config(backend="triton"))
     mamba2_module._announced.clear()
     with caplog.at_level(logging.INFO, logger="brain_go_brr.models.mamba2"):
-        Mamba2(16, headdim=4, backend="torch")(torch.randn(1, 5, 16))
-        Mamba2(16, headdim=4, backend="torch")(torch.randn(1, 5, 16))
+        Mamba2(16, Mamba2Config(headdim=4, backend="torch"))(torch.randn(1, 5, 16))
+        Mamba2(16, Mamba2Config(headdim=4, backend="torch"))(torch.randn(1, 5, 16))
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["Mamba2 backend: torch (backend='torch' asked for)"]
 
@@ -292,7 +292,7 @@ def test_cuda_backend_without_mamba_ssm_says_how_to_install() -> None:
     if mamba2_module._mamba_ssm_kernel() is not None:
         pytest.skip("mamba_ssm is installed here, so backend='cuda' is legitimately available")
     with pytest.raises(ImportError, match=r"pip install \.\[gpu\]"):
-        Mamba2(16, backend="cuda")
+        Mamba2(16, Mamba2Config(backend="cuda"))
 
 
 @pytest.mark.gpu
@@ -300,8 +300,8 @@ def test_mamba_ssm_kernel_matches_our_scan() -> None:
     if mamba2_module._mamba_ssm_kernel() is None:
         pytest.skip("mamba_ssm does not import on this machine (pip install .[gpu])")
     torch.manual_seed(0)
-    ours = Mamba2(64, d_state=16, headdim=8, chunk_size=64, backend="torch").cuda()
-    kernel = Mamba2(64, d_state=16, headdim=8, chunk_size=64, backend="cuda").cuda()
+    ours = Mamba2(64, Mamba2Config(d_state=16, headdim=8, chunk_size=64, backend="torch")).cuda()
+    kernel = Mamba2(64, Mamba2Config(d_state=16, headdim=8, chunk_size=64, backend="cuda")).cuda()
     kernel.load_state_dict(ours.state_dict(), strict=True)
     u = torch.randn(4, 300, 64, device="cuda", requires_grad=True)
     y_ours, y_kernel = ours(u), kernel(u)
@@ -331,284 +331,3 @@ def test_factored_scan_is_accurate_near_its_decay_limit() -> None:
     assert rel_err(y, y_ref) < 1e-5
     for name in ("x", "dt", "A", "B", "C", "D"):
         assert rel_err(ours[name].grad, ref[name].grad) < 1e-5, name
-
-
-# --- the compiled CPU inference path (numba) -------------------------------------------
-
-needs_numba = pytest.mark.skipif(
-    mamba2_module._cpu_kernels() is None, reason="numba does not import here (pip install numba)"
-)
-
-
-@needs_numba
-@pytest.mark.parametrize("ngroups", [1, 2])
-@pytest.mark.parametrize("length", [1, 3, 37, 130])
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("scan", ["llvm", "numba"])
-def test_compiled_cpu_path_matches_step_by_step_reference(
-    ngroups: int, length: int, reverse: bool, scan: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Both scans of the compiled path: the LLVM kernel (.cpu_scan) and, with it turned
-    off, the numba one (.cpu_kernels)."""
-    if scan == "numba":
-        monkeypatch.setattr(mamba2_module, "_scan_shape", lambda *args: None)
-    torch.manual_seed(length + 7 * ngroups)
-    block = Mamba2(16, d_state=8, headdim=4, ngroups=ngroups, chunk_size=16, backend="numba")
-    with torch.no_grad():
-        block.conv1d.bias.normal_()  # a non-zero bias checks the padding of the convolution
-        block.D.normal_()
-        block.norm.weight.uniform_(0.5, 1.5)
-        u = torch.randn(3, length, 16)
-        assert block._path(u) == "numba"
-        got = block(u, reverse=reverse)
-        ref = mamba2_block_reference(block, u.flip(1) if reverse else u)
-        assert rel_err(got, ref.flip(1) if reverse else ref) < 1e-5
-
-
-@needs_numba
-def test_compiled_and_chunked_stacks_agree_at_v3_node_size() -> None:
-    torch.manual_seed(0)
-    compiled = BiMamba2Stack(64, 2, 16, headdim=8, chunk_size=32, backend="numba").eval()
-    chunked = BiMamba2Stack(64, 2, 16, headdim=8, chunk_size=32, backend="torch").eval()
-    chunked.load_state_dict(compiled.state_dict(), strict=True)
-    u = torch.randn(4, 200, 64)
-    with torch.no_grad():
-        assert rel_err(compiled(u), chunked(u)) < 1e-5
-        # bfloat16 autocast: projections in bfloat16, the kernels in float32 (reading and
-        # writing bfloat16), against the chunked path under the same autocast
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = compiled(u).float()
-            low_chunked = chunked(u).float()
-        assert rel_err(low, chunked(u)) < 5e-2
-        assert rel_err(low, low_chunked) < 2e-2
-
-
-@needs_numba
-def test_kernel_exp_and_silu_match_float64() -> None:
-    import numba
-
-    from brain_go_brr.models import cpu_kernels
-
-    @numba.njit
-    def apply(values: np.ndarray, out_exp: np.ndarray, out_silu: np.ndarray) -> None:
-        for i in range(values.shape[0]):
-            out_exp[i] = cpu_kernels.exp32(values[i])
-            out_silu[i] = cpu_kernels.silu32(values[i])
-
-    x = np.concatenate(
-        [np.linspace(-87, 88, 200_001), np.random.default_rng(0).normal(0, 3, 10_000)]
-    ).astype(np.float32)
-    got_exp, got_silu = np.empty_like(x), np.empty_like(x)
-    apply(x, got_exp, got_silu)
-    x64 = x.astype(np.float64)
-    exp_ref = np.exp(x64)
-    assert np.max(np.abs(got_exp - exp_ref) / exp_ref) < 1e-6
-    silu_ref = x64 / (1 + np.exp(-x64))
-    assert np.max(np.abs(got_silu - silu_ref) / np.maximum(np.abs(silu_ref), 1e-30)) < 1e-6
-    # outside the clamp: finite, and SiLU still saturates to x and 0
-    far = np.array([-1e4, -200.0, 200.0, 1e4], np.float32)
-    far_exp, far_silu = np.empty_like(far), np.empty_like(far)
-    apply(far, far_exp, far_silu)
-    assert np.isfinite(far_exp).all()
-    assert np.allclose(far_silu, [0.0, 0.0, 200.0, 1e4], atol=1e-30, rtol=1e-6)
-
-
-@needs_numba
-@pytest.mark.parametrize("rows", [1, 255, 257, 3000])
-@pytest.mark.parametrize("bits", [False, True])
-def test_dt_and_decay_kernel_matches_torch(rows: int, bits: bool) -> None:
-    from brain_go_brr.models import cpu_kernels
-
-    generator = torch.Generator().manual_seed(rows)
-    nheads = 4
-    raw = torch.randn(rows, nheads, generator=generator) * 8  # softplus's whole range
-    raw[0, 0], raw[-1, -1] = 40.0, -40.0
-    bias = torch.randn(nheads, generator=generator)
-    A = -torch.rand(nheads, generator=generator) * 16
-    if bits:
-        raw = raw.bfloat16()
-    dt, decay = torch.empty(rows, nheads), torch.empty(rows, nheads)
-    kernel_in = raw.view(torch.uint16) if bits else raw
-    cpu_kernels.dt_and_decay(kernel_in.numpy(), bias.numpy(), A.numpy(), dt.numpy(), decay.numpy())
-    expected_dt = F.softplus(raw.double() + bias.double())
-    assert rel_err(dt, expected_dt) < 1e-6
-    assert torch.allclose(dt.double(), expected_dt, rtol=1e-6, atol=1e-7)
-    assert torch.allclose(decay.double(), torch.exp(expected_dt * A.double()), rtol=1e-5, atol=1e-7)
-
-
-@needs_numba
-@pytest.mark.parametrize("variant", ["_causal_conv_silu_rows", "_causal_conv_silu_tiled"])
-@pytest.mark.parametrize(("length", "channels"), [(1, 48), (3, 48), (40, 48), (97, 160)])
-@pytest.mark.parametrize("reverse", [False, True])
-def test_conv_kernels_match_conv1d(variant: str, length: int, channels: int, reverse: bool) -> None:
-    """Both ways of running the causal convolution (step by step for wide rows, in tiles of
-    steps for narrow ones) equal ``F.conv1d`` with its padding trimmed, then SiLU."""
-    from brain_go_brr.models import cpu_kernels
-
-    generator = torch.Generator().manual_seed(length + channels)
-    x = torch.randn(3, length, channels, generator=generator)
-    weight = torch.randn(channels, 4, generator=generator)  # (channels, taps), as conv1d's
-    bias = torch.randn(channels, generator=generator)
-    source = x.flip(1) if reverse else x
-    expected = F.conv1d(source.transpose(1, 2), weight[:, None], bias, padding=3, groups=channels)
-    expected = F.silu(expected[..., :length].transpose(1, 2))
-    expected = expected.flip(1) if reverse else expected
-    out = torch.empty_like(x)
-    kernel = getattr(cpu_kernels, variant)
-    kernel(x.numpy(), weight.t().contiguous().numpy(), bias.numpy(), reverse, out.numpy())
-    assert rel_err(out, expected) < 1e-6
-
-
-@needs_numba
-@pytest.mark.parametrize("width", [16, 64])
-def test_rms_norm_kernel_matches_nn_rmsnorm(width: int) -> None:
-    from brain_go_brr.models import cpu_kernels
-
-    generator = torch.Generator().manual_seed(width)
-    x = torch.randn(9000, width, generator=generator) * 3
-    x[0] = 0.0  # eps keeps an all-zero row finite
-    norm = nn.RMSNorm(width, eps=1e-5)
-    with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5, generator=generator)
-        expected = norm(x)
-    weight = norm.weight.detach()
-    out = torch.empty_like(x)
-    cpu_kernels.rms_norm(x.numpy(), weight.numpy(), 1e-5, out.numpy())
-    assert rel_err(out, expected) < 1e-6 and torch.equal(out[0], torch.zeros(width))
-    bits = torch.empty(x.shape, dtype=torch.uint16)
-    cpu_kernels.rms_norm(x.numpy(), weight.numpy(), 1e-5, bits.numpy())
-    # bfloat16 out: float32 result rounded once (rounding of values within 1e-6 may differ)
-    low = bits.view(torch.bfloat16).float()
-    assert (low - expected.bfloat16().float()).abs().max() <= 2**-7 * expected.abs().max()
-    assert rel_err(low, expected) < 4e-3
-
-
-@needs_numba
-def test_kernel_bfloat16_bits_match_torch_conversions() -> None:
-    import numba
-
-    from brain_go_brr.models import cpu_kernels
-
-    @numba.njit
-    def round_trip(values: np.ndarray, bits_out: np.ndarray, widened: np.ndarray) -> None:
-        for i in range(values.shape[0]):
-            bits_out[i] = cpu_kernels.stored_as(bits_out, values[i])
-            widened[i] = cpu_kernels.as_float32(bits_out[i])
-
-    generator = torch.Generator().manual_seed(0)
-    values = torch.cat(
-        [
-            torch.randn(100_000, generator=generator) * 10.0 ** torch.randint(-20, 20, (100_000,)),
-            # exact ties between two bfloat16 values: rounding to nearest even decides
-            ((torch.arange(0x3F80, 0x4380, dtype=torch.int32) << 16) + 0x8000).view(torch.float32),
-            torch.tensor([0.0, -0.0, 1.0, -1.0, 3.0e38, -3.0e38, 1e-40]),
-        ]
-    )
-    values = torch.cat([values, -values])
-    bits = np.empty(values.numel(), np.uint16)
-    widened = np.empty(values.numel(), np.float32)
-    round_trip(values.numpy(), bits, widened)
-    expected = values.bfloat16()
-    assert np.array_equal(bits, expected.view(torch.uint16).numpy())
-    assert np.array_equal(widened, expected.float().numpy())
-
-
-@needs_numba
-@pytest.mark.parametrize("reverse", [False, True])
-def test_kernels_read_and_write_bfloat16_bits_as_float32(reverse: bool) -> None:
-    """bfloat16 inputs (as uint16 bits) give what their float32 values give; a uint16 output
-    holds the float32 result rounded as torch rounds it."""
-    from brain_go_brr.models import cpu_kernels
-
-    generator = torch.Generator().manual_seed(1)
-    batch, length, d_inner, d_state, nheads = 3, 41, 16, 8, 4
-    conv_dim = d_inner + 2 * d_state
-    xbc_in = torch.randn(batch, length, conv_dim, generator=generator).bfloat16()
-    weight = torch.randn(4, conv_dim, generator=generator)
-    bias = torch.randn(conv_dim, generator=generator)
-    conv16, conv32 = (torch.empty(batch, length, conv_dim) for _ in range(2))
-    cpu_kernels.causal_conv_silu(
-        xbc_in.view(torch.uint16).numpy(), weight.numpy(), bias.numpy(), reverse, conv16.numpy()
-    )
-    cpu_kernels.causal_conv_silu(
-        xbc_in.float().numpy(), weight.numpy(), bias.numpy(), reverse, conv32.numpy()
-    )
-    assert torch.equal(conv16, conv32)
-
-    dt = torch.rand(batch, length, nheads, generator=generator)
-    decay = torch.rand(batch, length, nheads, generator=generator)
-    z = torch.randn(batch, length, d_inner, generator=generator).bfloat16()
-    D, norm_weight = torch.randn(nheads, generator=generator), torch.rand(d_inner) + 0.5
-    outputs = {}
-    for name, z_in, dtype in [
-        ("bits in", z.view(torch.uint16), torch.float32),
-        ("float32 in", z.float(), torch.float32),
-        ("bits out", z.float(), torch.uint16),
-    ]:
-        out = torch.empty(batch, length, d_inner, dtype=dtype)
-        cpu_kernels.scan_gate_norm(
-            conv32.numpy(), dt.numpy(), decay.numpy(), z_in.numpy(), D.numpy(),
-            norm_weight.numpy(), 1e-5, nheads, 1, reverse, out.numpy(),
-        )  # fmt: skip
-        outputs[name] = out
-    assert torch.equal(outputs["bits in"], outputs["float32 in"])
-    rounded = outputs["float32 in"].bfloat16().view(torch.uint16)
-    assert torch.equal(outputs["bits out"], rounded)
-
-
-@needs_numba
-def test_compiled_path_is_causal_and_reverse_sees_only_the_future() -> None:
-    t = 30
-    u, bumped = _bumped_at(t)
-    block = Mamba2(16, d_state=8, headdim=4, backend="numba")
-    with torch.no_grad():
-        forward = (block(bumped) - block(u)).abs().amax(dim=(0, 2))
-        backward = (block(bumped, reverse=True) - block(u, reverse=True)).abs().amax(dim=(0, 2))
-    assert forward[:t].max() == 0.0 and forward[t:].min() > 0.0
-    assert backward[t + 1 :].max() == 0.0 and backward[: t + 1].min() > 0.0
-
-
-@needs_numba
-@pytest.mark.parametrize("case", ["zeros", "large", "spikes"])
-def test_compiled_path_outputs_are_finite(case: str) -> None:
-    torch.manual_seed(0)
-    stack = BiMamba2Stack(16, n_layers=2, d_state=8, headdim=4, backend="numba").eval()
-    u = {
-        "zeros": torch.zeros(2, 70, 16),
-        "large": torch.full((2, 70, 16), 1e4),
-        "spikes": torch.randn(2, 70, 16) * 100 + 1e4 * (torch.rand(2, 70, 16) > 0.95),
-    }[case]
-    with torch.no_grad():
-        out = stack(u)
-    assert out.shape == u.shape and torch.isfinite(out).all()
-
-
-@needs_numba
-def test_auto_backend_compiles_for_cpu_inference_and_trains_on_the_chunked_scan(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    block = Mamba2(16, headdim=4)
-    u = torch.randn(1, 5, 16)
-    assert block._path(u) == "torch"  # parameters need gradients: training
-    with torch.no_grad():
-        assert block._path(u) == "numba"
-    block.requires_grad_(False)
-    assert block._path(u) == "numba"  # frozen weights, input without gradient: inference
-    assert block._path(u.double()) == "torch"  # the kernels are float32 only
-    mamba2_module._announced.clear()
-    with caplog.at_level(logging.INFO, logger="brain_go_brr.models.mamba2"), torch.no_grad():
-        block(u)
-        block(u)
-    assert [r.getMessage() for r in caplog.records] == [  # once each, not once per call
-        "Mamba2 backend: numba (CPU inference and numba imports)",
-        "Mamba2 backend: LLVM vector scan (CPU inference on 16 lanes, models/cpu_scan.py)",
-    ]
-
-
-def test_numba_backend_without_numba_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mamba2_module, "_cpu_kernels", lambda: None)
-    with pytest.raises(ImportError, match="pip install numba"):
-        Mamba2(16, backend="numba")
-    block = Mamba2(16, headdim=4)  # auto: falls back to the chunked scan
-    with torch.no_grad():
-        assert block._path(torch.randn(1, 5, 16)) == "torch"

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from brain_go_brr.models.mamba2 import BiMamba2Stack
+from brain_go_brr.models.mamba2 import BiMamba2Stack, Mamba2Config
 
 
 def run_stack(stack: BiMamba2Stack, u: Tensor, checkpointing: bool) -> Tensor:
@@ -94,8 +94,8 @@ class EdgeStream(nn.Module):
     Args:
         n_nodes: electrodes per graph.
         d_model: width of the per-pair sequence model.
-        n_layers, d_state, d_conv, expand, headdim, chunk_size, backend, recompute: of the
-            :class:`BiMamba2Stack` (``headdim`` must divide ``expand * d_model``).
+        n_layers: layers of the :class:`BiMamba2Stack`.
+        mamba: settings of its blocks (``headdim`` must divide ``expand * d_model``).
         top_k: neighbours kept per node.
         time_pool: run the sequence model on block means of this many steps and hold each
             block's weights for its steps (1 = every step, as DESIGN.md specifies; larger
@@ -109,20 +109,16 @@ class EdgeStream(nn.Module):
         n_nodes: int = 19,
         d_model: int = 16,
         n_layers: int = 2,
-        d_state: int = 8,
-        d_conv: int = 4,
-        expand: int = 2,
-        headdim: int = 8,
-        chunk_size: int = 64,
-        backend: str = "auto",
+        mamba: Mamba2Config | None = None,
         top_k: int = 3,
         time_pool: int = 1,
-        recompute: bool = True,
     ) -> None:
         super().__init__()
-        if (expand * d_model) % headdim:
+        mamba = mamba or Mamba2Config(d_state=8)
+        if (mamba.expand * d_model) % mamba.headdim:
             raise ValueError(
-                f"edge stream: headdim={headdim} must divide expand*d_model={expand * d_model}"
+                f"edge stream: headdim={mamba.headdim} must divide "
+                f"expand*d_model={mamba.expand * d_model}"
             )
         if time_pool < 1:
             raise ValueError(
@@ -131,17 +127,7 @@ class EdgeStream(nn.Module):
         self.n_nodes, self.top_k, self.time_pool = n_nodes, top_k, time_pool
         self.checkpointing = False  # set by the owning model (V3Config.checkpointing)
         self.lift = nn.Linear(1, d_model)
-        self.mamba = BiMamba2Stack(
-            d_model,
-            n_layers,
-            d_state=d_state,
-            d_conv=d_conv,
-            expand=expand,
-            headdim=headdim,
-            chunk_size=chunk_size,
-            backend=backend,
-            recompute=recompute,
-        )
+        self.mamba = BiMamba2Stack(d_model, n_layers, mamba)
         self.out = nn.Linear(d_model, 1)
 
     def forward(self, nodes: Tensor) -> Tensor:

@@ -20,9 +20,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from brain_go_brr.models import cpu_linear
-from brain_go_brr.models.mamba2 import Mamba2
-
 
 def stage_parameters(model: nn.Module) -> dict[str, int]:
     """Parameter count per top-level child module (the stages), in forward order."""
@@ -55,25 +52,27 @@ def stage_flops(model: nn.Module, n_channels: int = 19, n_samples: int = 15360) 
     Returns ``{stage: flops}`` for every stage, plus ``"total"``; anything counted outside
     the named stages (the model's own forward) is reported as ``"(glue)"`` when non-zero.
 
-    Mamba2 blocks are counted on their chunked SSD scan (``backend="torch"``, the formulation
-    ``mamba_ssm`` computes too): the compiled CPU kernels that CPU inference uses otherwise
-    are invisible to the counter, and so are oneDNN's products (:mod:`.cpu_linear`), which
-    are switched off while counting.
+    Count a plain model (as built): Mamba2 blocks are then counted on their chunked SSD scan
+    (the formulation ``mamba_ssm`` computes too). The compiled kernels of
+    :mod:`brain_go_brr.accel` are invisible to the counter, so an accelerated model is
+    refused.
     """
+    accelerated = sorted(
+        {
+            type(m).__name__
+            for m in model.modules()
+            if type(m).__module__.startswith("brain_go_brr.accel")
+        }
+    )
+    if accelerated:
+        raise ValueError(
+            f"stage_flops: {accelerated} run compiled kernels the FLOP counter cannot see; "
+            "count the model before brain_go_brr.accel.accelerate() (or after "
+            "accelerate(model, enabled=False))"
+        )
     root = type(model).__name__
-    blocks = [m for m in model.modules() if isinstance(m, Mamba2)]
-    backends = [block.backend for block in blocks]
-    onednn = cpu_linear.ENABLED
-    try:
-        cpu_linear.ENABLED = False  # torch.ops.mkldnn products are invisible to the counter
-        for block in blocks:
-            block.backend = "torch"
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, n_channels, n_samples))
-    finally:
-        cpu_linear.ENABLED = onednn
-        for block, backend in zip(blocks, backends, strict=True):
-            block.backend = backend
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, n_channels, n_samples))
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
     per_stage = {name: counts.get(f"{root}.{name}", 0) for name, _ in model.named_children()}
     total = counter.get_total_flops()

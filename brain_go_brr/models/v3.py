@@ -38,7 +38,7 @@ from brain_go_brr.models.decoder import Decoder
 from brain_go_brr.models.edge_stream import EdgeStream, run_stack
 from brain_go_brr.models.gnn import GraphNetwork
 from brain_go_brr.models.laplacian_pe import LaplacianPE, PEConfig
-from brain_go_brr.models.mamba2 import BiMamba2Stack
+from brain_go_brr.models.mamba2 import BiMamba2Stack, Mamba2Config
 from brain_go_brr.models.tcn import TCNEncoder
 
 #: Stages that :attr:`V3Config.autocast_float32` may keep in float32 under autocast.
@@ -72,7 +72,8 @@ class V3Config:
     # SSD chunk lengths: speed/memory/FLOPs only, results do not depend on them
     node_chunk_size: int = 32
     edge_chunk_size: int = 32
-    mamba_backend: str = "auto"  # "auto" | "torch" | "cuda" | "numba" (see models/mamba2.py)
+    # "auto" | "torch" | "cuda" (models/mamba2.py); CPU inference kernels: brain_go_brr.accel
+    mamba_backend: str = "auto"
     # training: each Mamba2 block keeps only its input and recomputes its internals in
     # backward (as mamba_ssm's fused kernel does); false keeps them (more memory, faster)
     mamba_recompute: bool = True
@@ -91,6 +92,10 @@ class V3Config:
     autocast_float32: tuple[str, ...] = ("tcn", "decoder")
 
     def __post_init__(self) -> None:
+        if self.mamba_backend == "numba":
+            # Checkpoints written before the CPU kernels moved to brain_go_brr.accel may say
+            # "numba": the plain model is "auto", and accel.accelerate() adds the kernels.
+            self.mamba_backend = "auto"
         unknown = sorted(set(self.autocast_float32) - set(FLOAT32_STAGES))
         if unknown:
             raise ValueError(
@@ -110,6 +115,27 @@ class V3Config:
     @property
     def downsampling(self) -> int:
         return 2 ** len(self.decoder_channels)
+
+    def _mamba(self, d_state: int, headdim: int, chunk_size: int) -> Mamba2Config:
+        return Mamba2Config(
+            d_state=d_state,
+            d_conv=self.d_conv,
+            expand=self.expand,
+            headdim=headdim,
+            chunk_size=chunk_size,
+            backend=self.mamba_backend,
+            recompute=self.mamba_recompute,
+        )
+
+    @property
+    def node_mamba(self) -> Mamba2Config:
+        """The Mamba2 settings of the node stream's blocks."""
+        return self._mamba(self.node_d_state, self.node_headdim, self.node_chunk_size)
+
+    @property
+    def edge_mamba(self) -> Mamba2Config:
+        """The Mamba2 settings of the edge stream's blocks."""
+        return self._mamba(self.edge_d_state, self.edge_headdim, self.edge_chunk_size)
 
 
 class V3Detector(nn.Module):
@@ -131,30 +157,14 @@ class V3Detector(nn.Module):
         )
         width = cfg.tcn_channels[-1]
         self.electrode_proj = nn.Conv1d(width, n * d, 1)
-        self.node_stream = BiMamba2Stack(
-            d,
-            cfg.node_layers,
-            d_state=cfg.node_d_state,
-            d_conv=cfg.d_conv,
-            expand=cfg.expand,
-            headdim=cfg.node_headdim,
-            chunk_size=cfg.node_chunk_size,
-            backend=cfg.mamba_backend,
-            recompute=cfg.mamba_recompute,
-        )
+        self.node_stream = BiMamba2Stack(d, cfg.node_layers, cfg.node_mamba)
         self.edge_stream = EdgeStream(
             n,
             cfg.edge_dim,
             cfg.edge_layers,
-            d_state=cfg.edge_d_state,
-            d_conv=cfg.d_conv,
-            expand=cfg.expand,
-            headdim=cfg.edge_headdim,
-            chunk_size=cfg.edge_chunk_size,
-            backend=cfg.mamba_backend,
+            cfg.edge_mamba,
             top_k=cfg.top_k,
             time_pool=cfg.edge_time_pool,
-            recompute=cfg.mamba_recompute,
         )
         self.edge_stream.checkpointing = cfg.checkpointing
         self.lpe = LaplacianPE(n, cfg.pe_dim, cfg.pe.mode, cfg.pe.interval)

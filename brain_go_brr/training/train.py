@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from brain_go_brr import accel
 from brain_go_brr.config import plain
 from brain_go_brr.inference import CheckpointMismatchError, load_detector
 from brain_go_brr.io import atomic_write_json, atomic_write_text
@@ -127,7 +128,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     # The groups name their classes (_target_): data=synthetic generates on first use.
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    detector: nn.Module = hydra.utils.instantiate(cfg.model)
+    # Validation runs without gradients: there the CPU kernels of brain_go_brr.accel run;
+    # training steps take the plain PyTorch forward (BGB_ACCEL=0: plain everywhere).
+    detector: nn.Module = accel.accelerate(hydra.utils.instantiate(cfg.model))
     summary = model_summary(detector)
     log.info("model %s\n%s", type(detector).__name__, summary)
     atomic_write_text(output_dir / "model_summary.txt", summary + "\n")

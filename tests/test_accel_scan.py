@@ -1,4 +1,4 @@
-"""The LLVM vector kernel of :mod:`brain_go_brr.models.cpu_scan` (CPU inference): causal
+"""The LLVM vector kernel of :mod:`brain_go_brr.accel.scan` (CPU inference): causal
 convolution, selective scan, gate and grouped RMSNorm against a float64 reference, its
 bfloat16 reading and writing, its thread split, and when the model uses it."""
 
@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("numba", reason="the kernel runs on numba's threads (pip install numba)")
+pytest.importorskip("numba", reason="the kernel runs on numba's threads (pip install '.[accel]')")
 
-from brain_go_brr.models import cpu_scan
-from brain_go_brr.models import mamba2 as mamba2_module
-from brain_go_brr.models.cpu_scan import ScanShape, conv_scan_gate_norm
-from brain_go_brr.models.mamba2 import Mamba2
+from brain_go_brr.accel import mamba as accel_mamba
+from brain_go_brr.accel import scan as cpu_scan
+from brain_go_brr.accel.scan import ScanShape, conv_scan_gate_norm
+from brain_go_brr.models.mamba2 import Mamba2, Mamba2Config
 
 D_CONV = 4
 
@@ -160,10 +160,10 @@ def test_wrong_input_names_the_tensor() -> None:
 def test_mamba2_uses_the_kernel_where_it_fits_and_numba_elsewhere(
     reverse: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The block's compiled path gives the same result with the LLVM kernel, with it turned
-    off (``mamba2.LLVM_SCAN``, from ``BGB_LLVM_SCAN``), and for a width it does not take."""
+    """The block's compiled path gives the same result with the LLVM kernel, without it
+    (the ``llvm_scan`` kernel not chosen), and for a width it does not take."""
     torch.manual_seed(0)
-    block = Mamba2(16, d_state=8, headdim=4, backend="numba").eval()
+    block = Mamba2(16, Mamba2Config(d_state=8, headdim=4)).eval()
     u = torch.randn(2, 45, 16)
     calls: list[ScanShape] = []
     original = cpu_scan.conv_scan_gate_norm
@@ -172,14 +172,13 @@ def test_mamba2_uses_the_kernel_where_it_fits_and_numba_elsewhere(
         "conv_scan_gate_norm",
         lambda shape, *a, **k: calls.append(shape) or original(shape, *a, **k),
     )
+    every, numba_only = frozenset(("llvm_scan", "onednn")), frozenset(("onednn",))
     with torch.no_grad():
-        with_kernel = block(u, reverse=reverse)
+        with_kernel = accel_mamba.mix(block, u, reverse, every)
         assert len(calls) == 1 and calls[0].d_inner == 32
-        monkeypatch.setattr(mamba2_module, "LLVM_SCAN", False)
-        without = block(u, reverse=reverse)
-        monkeypatch.setattr(mamba2_module, "LLVM_SCAN", True)
+        without = accel_mamba.mix(block, u, reverse, numba_only)
         assert len(calls) == 1  # the numba scan ran
         assert (with_kernel - without).abs().max().item() < 1e-5 * without.abs().max().item()
-        odd = Mamba2(3, d_state=4, headdim=3, backend="numba").eval()  # d_inner 6: no lanes fit
-        odd(torch.randn(1, 9, 3), reverse=reverse)
+        odd = Mamba2(3, Mamba2Config(d_state=4, headdim=3)).eval()  # d_inner 6: no lanes fit
+        accel_mamba.mix(odd, torch.randn(1, 9, 3), reverse, every)
         assert len(calls) == 1

@@ -2,10 +2,10 @@
 LLVM vector code with the scan state held in registers.
 
 :func:`conv_scan_gate_norm` does, for one Mamba2 mixer, what
-:func:`.cpu_kernels.dt_and_decay`, :func:`.cpu_kernels.causal_conv_silu` and
-:func:`.cpu_kernels.scan_gate_norm` do. It is written in LLVM IR with ``llvmlite`` (which
+:func:`.kernels.dt_and_decay`, :func:`.kernels.causal_conv_silu` and
+:func:`.kernels.scan_gate_norm` do. It is written in LLVM IR with ``llvmlite`` (which
 numba is built on), compiled once per layer shape for the host CPU, and run on numba's
-threads (:func:`.cpu_kernels.run_scan_parts`), one part of the sequences per thread.
+threads (:func:`.kernels.run_scan_parts`), one part of the sequences per thread.
 
 Why not numba: the scan's state is ``d_state x d_inner`` values per sequence (the node
 stream: 16 x 128 float32 = 8 KB). Numba's loops keep it in memory, so every step loads and
@@ -22,7 +22,7 @@ Per sequence, in the order of the scan (time reversed with ``reverse``):
 1. ``B`` and ``C`` (the last ``2 ngroups d_state`` channels of ``xBC``) through the causal
    convolution and SiLU, into a scratch array (one sequence, per thread), with
    ``dt = softplus(dt_raw + dt_bias)`` and its decay ``exp(dt A)`` where the heads fill
-   whole vectors (:attr:`ScanShape.fused_dt`; else :func:`.cpu_kernels.dt_and_decay`
+   whole vectors (:attr:`ScanShape.fused_dt`; else :func:`.kernels.dt_and_decay`
    computes them beforehand);
 2. for each group of ``V`` channels of ``x``: the convolution and SiLU of ``x`` and the scan
    ``state = decay * state + dt * x * B``, ``y = C . state + D * x``, into a scratch ``y``;
@@ -32,8 +32,8 @@ The convolution in scan order needs no boundary cases: the ``d_conv - 1`` inputs
 the first step are the zeros the registers start with, whichever the direction.
 Everything is computed in float32; ``xBC``, ``dt_raw`` and ``z`` may come as bfloat16 bits
 (widened exactly) and ``out`` may be written as bfloat16 bits (rounded to nearest even, as torch
-rounds). SiLU, softplus and exp are the polynomials of :func:`.cpu_kernels.exp32` and
-:func:`.cpu_kernels.softplus32`, so the two scans agree to float32 rounding (tested).
+rounds). SiLU, softplus and exp are the polynomials of :func:`.kernels.exp32` and
+:func:`.kernels.softplus32`, so the two scans agree to float32 rounding (tested).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class ScanShape:
     def fused_dt(self) -> bool:
         """Whether the kernel computes dt and its decay itself: when the heads fill whole
         vectors. Else (the edge stream's 4 heads on 16 lanes) one vector per step would be
-        mostly padding, and :func:`.cpu_kernels.dt_and_decay` computes them beforehand."""
+        mostly padding, and :func:`.kernels.dt_and_decay` computes them beforehand."""
         return self.lanes is not None and self.nheads % self.lanes == 0
 
     @property
@@ -229,7 +229,7 @@ class _Builder:
         self.b.call(self._prefetch, [self.element(base, offset, typ), _I32(0), _I32(3), _I32(1)])
 
     def exp(self, x: ir.Value) -> ir.Value:
-        """``exp(x)`` as :func:`.cpu_kernels.exp32`: clamp, ``2**n * p(r)``, degree-6 ``p``."""
+        """``exp(x)`` as :func:`.kernels.exp32`: clamp, ``2**n * p(r)``, degree-6 ``p``."""
         b = self.b
         x = b.select(b.fcmp_ordered("<", x, self.const(-87.0)), self.const(-87.0), x)
         x = b.select(b.fcmp_ordered(">", x, self.const(88.0)), self.const(88.0), x)
@@ -245,7 +245,7 @@ class _Builder:
         return b.fmul(p, scale)
 
     def softplus(self, x: ir.Value) -> ir.Value:
-        """``log(1 + exp(x))`` as :func:`.cpu_kernels.softplus32`: ``max(x, 0) + log1p(e)``,
+        """``log(1 + exp(x))`` as :func:`.kernels.softplus32`: ``max(x, 0) + log1p(e)``,
         ``e = exp(-|x|)``, ``log1p(e) = 2 atanh(e / (2 + e))`` by its odd series to ``q**13``."""
         b = self.b
         e = self.exp(b.fsub(self.const(0.0), b.call(self._fabs, [x])))
@@ -527,7 +527,7 @@ def conv_scan_gate_norm(
     """
     import torch
 
-    from brain_go_brr.models import cpu_kernels
+    from brain_go_brr.accel import kernels as cpu_kernels
 
     n_seq, length = xbc.shape[:2]
     per_step = (n_seq, length)
