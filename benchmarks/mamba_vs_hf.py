@@ -189,7 +189,7 @@ def run(
     numba_scan: nn.Module | None = None
     if compiled is not None:
         contenders["ours, compiled CPU kernels (inference only)"] = compiled
-        numba_scan = _Compiled(reference, ("mamba", "onednn"))
+        numba_scan = _Compiled(reference, ("mamba",))
         contenders["ours, compiled, numba scan (no llvm_scan)"] = numba_scan
     contenders["ours around the sequential float64 scan"] = sequential
     # forward only: the float64 loop is too slow to train, the compiled kernels have no backward
@@ -273,8 +273,8 @@ def run(
         ),
         "The compiled CPU kernels (`brain_go_brr.accel`, what `accelerate()` gives CPU "
         "inference) run the recurrence step by step, the convolution, scan, gate and norm in "
-        "one LLVM vector kernel with the state in registers (`accel/scan.py`), the "
-        "projections through oneDNN; they have no backward (training runs the chunked scan), "
+        "one LLVM vector kernel with the state in registers (`accel/scan.py`); they have "
+        "no backward (training runs the chunked scan), "
         "hence no forward+backward entry.",
         "Speed-ups are ratios of medians measured in this run; on a shared machine the absolute "
         "times move with the load, the ratios much less.",

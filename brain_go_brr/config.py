@@ -1,7 +1,7 @@
 """The two small helpers every layer shares: environment switches and plain configs.
 
-* :func:`env_flag` reads an on/off environment switch (``BGB_LLVM_SCAN``,
-  ``BGB_ONEDNN_LINEAR``, ``BGB_MALLOC_TUNING``): ``0``, ``false``, ``no`` and ``off`` (any
+* :func:`env_flag` reads an on/off environment switch (``BGB_ACCEL``,
+  ``BGB_MALLOC_TUNING``): ``0``, ``false``, ``no`` and ``off`` (any
   case) turn it off, anything else turns it on, unset gives the default.
 * :func:`plain` and :func:`plain_dict` turn a Hydra config (or part of one) into resolved
   plain Python values, so code below the entry points never depends on OmegaConf types.

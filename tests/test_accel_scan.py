@@ -172,7 +172,7 @@ def test_mamba2_uses_the_kernel_where_it_fits_and_numba_elsewhere(
         "conv_scan_gate_norm",
         lambda shape, *a, **k: calls.append(shape) or original(shape, *a, **k),
     )
-    every, numba_only = frozenset(("llvm_scan", "onednn")), frozenset(("onednn",))
+    every, numba_only = frozenset(("llvm_scan",)), frozenset()
     with torch.no_grad():
         with_kernel = accel_mamba.mix(block, u, reverse, every)
         assert len(calls) == 1 and calls[0].d_inner == 32

@@ -8,15 +8,15 @@ whose forward runs compiled kernels when a call is CPU inference (no gradient ne
 the plain forward otherwise, so an accelerated model still trains, on public PyTorch ops
 only, and runs unchanged on CUDA.
 
-Kernels (``KERNELS``; ``benchmarks/bench_accel.py`` measures each against ``torch.compile``
+Kernels (``KERNELS``; ``benchmarks/bench_model.py`` measures each against ``torch.compile``
 in the same run, BENCHMARKS.md):
 
 - ``mamba``: the Mamba2 blocks in compiled kernels (:mod:`.kernels`, numba: pre-norm, dt,
   convolution, scan with gate and norm);
 - ``llvm_scan``: within them, the convolution, scan, gate and norm as one LLVM vector kernel
   with the state in registers (:mod:`.scan`);
-- ``onednn``: their float32 projections through oneDNN (:mod:`.linear`);
-- ``graph``: the graph network's propagation as sparse CSR products (:mod:`.graph`).
+- ``graph``: the graph network's propagation as sparse CSR products (:mod:`.graph`; public
+  sparse ops, no compiled code).
 
 One switch turns everything off: ``BGB_ACCEL=0`` in the environment (or
 ``accelerate(model, enabled=False)``). ``detect``, ``szcore``, ``evaluate.py``, training's
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 #: Every kernel :func:`accelerate` may apply (module docstring).
-KERNELS: tuple[str, ...] = ("mamba", "llvm_scan", "onednn", "graph")
+KERNELS: tuple[str, ...] = ("mamba", "llvm_scan", "graph")
 #: The environment switch: ``BGB_ACCEL=0`` (or false, no, off) leaves every model plain.
 SWITCH = "BGB_ACCEL"
 
@@ -105,7 +105,7 @@ def applied(model: nn.Module) -> list[str]:
     found: set[str] = set()
     for module in model.modules():
         if isinstance(module, FastBiMamba2Stack) and available():
-            found |= {"mamba"} | (set(module.accel_kernels) & {"llvm_scan", "onednn"})
+            found |= {"mamba"} | (set(module.accel_kernels) & {"llvm_scan"})
         elif isinstance(module, FastGraphNetwork):
             found.add("graph")
     return [k for k in KERNELS if k in found]

@@ -10,8 +10,7 @@ Per :class:`~brain_go_brr.models.mamba2.BiMamba2` layer:
 - the pre-norm runs in :func:`.kernels.rms_norm` (written in bfloat16 under bfloat16
   autocast, ready for both directions' products);
 - per direction, the three pieces of ``in_proj`` are their own products (``z``, ``xBC``,
-  ``dt``: every input of the kernels contiguous), float32 ones through oneDNN
-  (:mod:`.linear`, the ``onednn`` kernel);
+  ``dt``: every input of the kernels contiguous);
 - the causal convolution with its SiLU, ``dt`` and its decay, the scan with the ``D`` skip,
   the ``silu(z)`` gate and the grouped RMSNorm run in one LLVM vector kernel with the state
   in registers (:mod:`.scan`, the ``llvm_scan`` kernel), or in numba's kernels
@@ -36,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from brain_go_brr.accel import linear as onednn
 from brain_go_brr.models.mamba2 import BiMamba2, BiMamba2Stack, Mamba2
 
 log = logging.getLogger(__name__)
@@ -79,8 +77,8 @@ class FastBiMamba2Stack(BiMamba2Stack):
     """A :class:`BiMamba2Stack` whose CPU inference runs the compiled kernels.
 
     Made by :func:`brain_go_brr.accel.accelerate` from a built stack (never constructed
-    directly). ``accel_kernels`` names the kernels this stack may use (``llvm_scan``,
-    ``onednn``; the numba kernels are always used on the compiled path).
+    directly). ``accel_kernels`` names the kernels this stack may use (``llvm_scan``; the
+    numba kernels are always used on the compiled path).
     """
 
     accel_kernels: frozenset[str] = frozenset()
@@ -125,13 +123,8 @@ class FastBiMamba2Stack(BiMamba2Stack):
             return u.add(projected.view(u.shape), alpha=0.5)
         # u + (W_f y_f + W_b y_b) / 2 as two products that add into their input (the
         # halved weights are exact: a power of two)
-        add = onednn.linear_add if "onednn" in self.accel_kernels else _addmm
-        out = add(y_fwd, w_fwd.detach() * 0.5, u.flatten(0, 1))
-        return add(y_bwd, w_bwd.detach() * 0.5, out).view(u.shape)
-
-
-def _addmm(x: Tensor, weight: Tensor, other: Tensor) -> Tensor:
-    return torch.addmm(other, x, weight.T)
+        out = torch.addmm(u.flatten(0, 1), y_fwd, w_fwd.detach().T, alpha=0.5)
+        return out.addmm_(y_bwd, w_bwd.detach().T, alpha=0.5).view(u.shape)
 
 
 def _kernel_input(projected: Tensor) -> Tensor:
@@ -163,16 +156,10 @@ def _rms_norm(norm: nn.RMSNorm, u: Tensor) -> Tensor:
     return out.view(torch.bfloat16) if low else out
 
 
-def _linear(x: Tensor, weight: Tensor, kernels: frozenset[str]) -> Tensor:
-    if "onednn" in kernels:
-        return onednn.linear(x, weight)
-    return F.linear(x, weight)
-
-
 def mix(mixer: Mamba2, u: Tensor, reverse: bool, kernels: frozenset[str]) -> Tensor:
     """Everything of ``mixer`` before ``out_proj``, with the element-wise work compiled
-    (``reverse``: reading time backwards; ``kernels``: which of ``llvm_scan`` and ``onednn``
-    to use). CPU inference only (call it without gradients).
+    (``reverse``: reading time backwards; ``kernels``: ``llvm_scan`` in it runs the LLVM
+    scan where it fits). CPU inference only (call it without gradients).
 
     Shapes: ``u`` (b, l, d_model) -> (b, l, d_inner), float32 (bfloat16 under bfloat16
     autocast, ready for ``out_proj``'s bfloat16 product).
@@ -189,9 +176,9 @@ def mix(mixer: Mamba2, u: Tensor, reverse: bool, kernels: frozenset[str]) -> Ten
         u = u.to(low)
     # The gate and the convolution's input go to the kernels as they come out of their
     # products (float32, or bfloat16 read as its bits): no conversion pass.
-    z = _kernel_input(_linear(u, z_rows, kernels))  # (b, l, d_inner), before its SiLU
-    xbc_in = _kernel_input(_linear(u, xbc_rows, kernels))  # (b, l, d_inner + 2 g n)
-    dt_raw = _kernel_input(_linear(u, dt_rows, kernels))  # (b, l, h)
+    z = _kernel_input(F.linear(u, z_rows))  # (b, l, d_inner), before its SiLU
+    xbc_in = _kernel_input(F.linear(u, xbc_rows))  # (b, l, d_inner + 2 g n)
+    dt_raw = _kernel_input(F.linear(u, dt_rows))  # (b, l, h)
     dt_bias = mixer.dt_bias.detach().float().contiguous()
     A = -torch.exp(mixer.A_log.detach().float())
     conv_weight = mixer.conv1d.weight.detach()[:, 0].float().t().contiguous()  # (d_conv, ch)

@@ -4,6 +4,7 @@
 """
 
 from brain_go_brr.models.laplacian_pe import PEConfig
+from brain_go_brr.models.mamba2 import Mamba2Config
 from brain_go_brr.models.v3 import V3Config, V3Detector, build_v3
 
-__all__ = ["PEConfig", "V3Config", "V3Detector", "build_v3"]
+__all__ = ["Mamba2Config", "PEConfig", "V3Config", "V3Detector", "build_v3"]
