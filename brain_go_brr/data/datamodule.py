@@ -211,8 +211,12 @@ class TUSZDataModule(L.LightningDataModule):
         source: ``synthetic``, ``tusz`` or ``bids``: prepare that corpus first
             (:func:`brain_go_brr.data.prepare.ensure_prepared`, which returns at once when
             the cache is ready); ``None``: ``cache_dir`` is already prepared.
-        root, preprocess, synthetic, bids, prepare_workers: the corpus and how it is
-            prepared, as ``conf/data/tusz.yaml`` documents them (only with ``source``).
+        root: the corpus folder (only with ``source``; ``conf/data/tusz.yaml`` documents
+            this and the next four).
+        preprocess: the preprocessing the cache is prepared with.
+        synthetic: ``n_patients``, ``hours`` and ``seed`` of a synthetic corpus.
+        bids: how a BIDS dataset is split into patient-disjoint splits.
+        prepare_workers: processes for preparing (``None``: all cores).
     """
 
     def __init__(
