@@ -122,7 +122,7 @@ class FastBiMamba2Stack(BiMamba2Stack):
             projected = torch.mm(y_fwd, w_fwd.T).addmm_(y_bwd, w_bwd.T)
             return u.add(projected.view(u.shape), alpha=0.5)
         # u + (W_f y_f + W_b y_b) / 2 as two products that add into their input (the
-        # halved weights are exact: a power of two)
+        # factor 0.5 is exact: a power of two)
         out = torch.addmm(u.flatten(0, 1), y_fwd, w_fwd.detach().T, alpha=0.5)
         return out.addmm_(y_bwd, w_bwd.detach().T, alpha=0.5).view(u.shape)
 
