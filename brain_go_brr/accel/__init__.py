@@ -78,7 +78,7 @@ def accelerate(
     unknown = sorted(chosen - set(KERNELS))
     if unknown:
         raise ValueError(f"accelerate: unknown kernel(s) {unknown}; choose from {list(KERNELS)}")
-    on = globals()["enabled"]() if enabled is None else enabled
+    on = env_flag(SWITCH) if enabled is None else enabled
     if on and "mamba" in chosen and not available():
         log.info("accel: numba does not import, so Mamba2 runs plain (pip install '.[accel]')")
     for module in model.modules():

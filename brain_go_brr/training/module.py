@@ -81,11 +81,8 @@ def _as(kind: Any, value: Any) -> Any:
         return kind()
     if isinstance(value, kind):
         return value
-    fields = plain(value)
-    if "betas" in fields:
-        fields["betas"] = tuple(fields["betas"])
     try:
-        return kind(**fields)
+        return kind(**plain(value))
     except TypeError as exc:
         raise ValueError(f"{kind.__name__}: {exc}; see its fields in {kind.__module__}") from None
 

@@ -32,6 +32,10 @@ class OptimConfig:
     warmup_ratio: float = 0.05  # warm-up as a fraction of all steps when warmup_steps is None
     min_lr_ratio: float = 0.01  # the cosine ends at lr * min_lr_ratio
 
+    def __post_init__(self) -> None:
+        b1, b2 = self.betas  # a YAML list is as good as a tuple
+        self.betas = (float(b1), float(b2))
+
 
 def _is_norm(module: nn.Module) -> bool:
     # Covers LayerNorm, GroupNorm, BatchNorm*, RMSNorm and the Mamba2 gated RMSNorm.
